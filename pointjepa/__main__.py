@@ -1,0 +1,20 @@
+"""Pretraining CLI: ``python -m pointjepa fit -c configs/Point-JEPA/pretraining/shapenet.yaml``."""
+
+from pointjepa.callbacks.svm_at_min_val_loss import SvmAccuracyAtMinValLoss
+from pointjepa.models.point_jepa import PointJepa
+from pointjepa.utils.cli import PointJepaCLI
+
+
+def main() -> None:
+    PointJepaCLI(
+        PointJepa,
+        monitor="val_loss",
+        mode="min",
+        check_val_every_n_epoch=10,
+        wandb_group="pretraining",
+        extra_callbacks=[SvmAccuracyAtMinValLoss()],
+    )
+
+
+if __name__ == "__main__":
+    main()

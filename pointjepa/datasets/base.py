@@ -1,0 +1,88 @@
+"""Shared pieces of every data module: loader settings, split access and data errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+
+class DataError(ValueError):
+    """A data set file or directory is missing or does not hold what the published format says."""
+
+
+def require_path(path: str | Path, what: str) -> Path:
+    """Return ``path`` as a ``Path`` or raise ``DataError`` naming it and what was expected there."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found (expected {what}). See DATASETS.md for the layout under data/.")
+    return path
+
+
+class PointCloudDataModule(pl.LightningDataModule):
+    """Base data module: subclasses build ``train_dataset``/``val_dataset`` (and optionally
+    ``test_dataset``) in ``setup()`` and describe their classes.
+
+    Batches are ``points float32 (B, N, 3), labels int64 (B,)`` unless a subclass says otherwise.
+
+    Args:
+        batch_size: samples per batch.
+        num_workers: data loader worker processes.
+        drop_last: drop the last incomplete training batch.
+        pin_memory: pin host memory for faster copies to the GPU.
+        persistent_workers: keep workers alive between epochs (only when ``num_workers > 0``).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        drop_last: bool = True,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers: expected >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def label_names(self) -> Sequence[str]:
+        raise NotImplementedError(f"{type(self).__name__} does not define label_names")
+
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before asking for a data loader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset if self.test_dataset is not None else self.val_dataset, train=False)

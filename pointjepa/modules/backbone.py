@@ -1,0 +1,56 @@
+"""One builder for the tokenizer, positional encoding and encoder shared by every task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pointjepa.modules.positional import positional_mlp
+from pointjepa.modules.tokenizer import PointcloudTokenizer
+from pointjepa.modules.transformer import TransformerEncoder, drop_path_rates
+
+
+@dataclass
+class Backbone:
+    """The three modules a task assigns to ``tokenizer``, ``positional_encoding`` and ``student``/``encoder``."""
+
+    tokenizer: PointcloudTokenizer
+    positional_encoding: nn.Sequential
+    encoder: TransformerEncoder
+
+
+def build_backbone(
+    num_groups: int = 64,
+    group_size: int = 32,
+    group_radius: float | None = None,
+    dim: int = 384,
+    depth: int = 12,
+    heads: int = 6,
+    dropout: float = 0.0,
+    attention_dropout: float = 0.0,
+    drop_path_rate: float = 0.0,
+    add_pos_at_every_layer: bool = True,
+    qkv_bias: bool = True,
+) -> Backbone:
+    """Tokenizer (mini-PointNet ``small``), positional MLP and ViT encoder with linear stochastic depth."""
+    return Backbone(
+        tokenizer=PointcloudTokenizer(num_groups, group_size, group_radius, dim),
+        positional_encoding=positional_mlp(dim),
+        encoder=TransformerEncoder(
+            embed_dim=dim,
+            depth=depth,
+            num_heads=heads,
+            qkv_bias=qkv_bias,
+            drop_rate=dropout,
+            attn_drop_rate=attention_dropout,
+            drop_path_rate=drop_path_rates(drop_path_rate, depth),
+            add_pos_at_every_layer=add_pos_at_every_layer,
+        ),
+    )
+
+
+def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
+    """Encoder output (B, T, C) -> max and mean over tokens concatenated (B, 2C), the SVM probe features."""
+    return torch.cat([tokens.max(dim=1).values, tokens.mean(dim=1)], dim=-1)

@@ -1,0 +1,87 @@
+"""Point cloud tokenizer: FPS centers, kNN / ball-query groups, mini-PointNet tokens."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pointjepa.ops import ball_query, farthest_point_sample, gather_points, knn
+from pointjepa.modules.pointnet import PointNetEncoder
+
+
+class PointcloudGrouping(nn.Module):
+    """Split a cloud into ``num_groups`` local neighbourhoods made relative to their centers.
+
+    Centers come from farthest point sampling: a random start point in training mode, the first
+    point in eval mode. Each center takes its ``group_size`` nearest points, or with ``group_radius``
+    a ball query (missing slots filled with the first neighbour), divided by the radius.
+
+    Args:
+        num_groups: number of groups (tokens) T.
+        group_size: points per group K.
+        group_radius: ball-query radius; ``None`` for kNN.
+    """
+
+    def __init__(self, num_groups: int, group_size: int, group_radius: float | None = None) -> None:
+        super().__init__()
+        if num_groups < 1 or group_size < 1:
+            raise ValueError(f"num_groups and group_size must be positive, got {num_groups} and {group_size}")
+        if group_radius is not None and group_radius <= 0:
+            raise ValueError(f"group_radius: expected a positive radius or null, got {group_radius}")
+        self.num_groups = num_groups
+        self.group_size = group_size
+        self.group_radius = group_radius
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """points (B, N, 3) -> groups (B, T, K, 3), centers (B, T, 3)."""
+        if points.dim() != 3 or points.shape[-1] != 3:
+            raise ValueError(f"points: expected (B, N, 3), got {tuple(points.shape)}")
+        num_points = points.shape[1]
+        if num_points < max(self.num_groups, self.group_size):
+            raise ValueError(
+                f"point clouds have {num_points} points, fewer than tokenizer_num_groups={self.num_groups} "
+                f"or tokenizer_group_size={self.group_size}"
+            )
+        centers, _ = farthest_point_sample(points, self.num_groups, random_start=self.training)
+        if self.group_radius is None:
+            _, idx = knn(centers, points, self.group_size)
+        else:
+            idx = ball_query(centers, points, self.group_size, self.group_radius)
+        groups = gather_points(points, idx) - centers.unsqueeze(2)  # (B, T, K, 3)
+        if self.group_radius is not None:
+            groups = groups / self.group_radius
+        return groups, centers
+
+
+class PointcloudTokenizer(nn.Module):
+    """Grouping followed by a mini-PointNet per group.
+
+    Args:
+        num_groups: tokens per cloud T.
+        group_size: points per group K.
+        group_radius: ball-query radius, ``None`` for kNN.
+        token_dim: token width C.
+        embedding: ``small`` or ``large`` mini-PointNet.
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        group_size: int,
+        group_radius: float | None,
+        token_dim: int,
+        embedding: Literal["small", "large"] = "small",
+    ) -> None:
+        super().__init__()
+        self.token_dim = token_dim
+        self.grouping = PointcloudGrouping(num_groups, group_size, group_radius)
+        self.embedding = PointNetEncoder(3, token_dim, embedding)
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """points (B, N, 3) -> tokens (B, T, C), centers (B, T, 3)."""
+        groups, centers = self.grouping(points)
+        B, T, K, _ = groups.shape
+        tokens = self.embedding(groups.reshape(B * T, K, 3)).reshape(B, T, self.token_dim)
+        return tokens, centers

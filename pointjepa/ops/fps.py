@@ -1,0 +1,100 @@
+"""Farthest point sampling (FPS), batched, pure torch with an optional pytorch3d fast path."""
+
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from ._backend import Backend, check_cloud, check_count, compute_dtype, pytorch3d_ops
+from .gather import gather_points
+
+
+def farthest_point_sample(
+    points: Tensor,
+    num_samples: int,
+    random_start: bool = False,
+    start_idx: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    backend: Backend = "auto",
+) -> tuple[Tensor, Tensor]:
+    """
+    Greedy farthest point sampling [1]: start at one point, then repeatedly take the point
+    whose distance to the chosen set is largest (ties -> lowest index, as `argmax`).
+
+    Both backends give the same centers for the same start. pytorch3d has no start-index
+    argument, so for a start other than point 0 each cloud is rolled to put its start first
+    and the indices are rolled back; only exact distance ties can then resolve differently
+    (to the first tied point at or after the start, cyclically). pytorch3d computes in
+    float32; the torch path in float32, or float64 for float64 input.
+
+    [1] Qi et al., "PointNet++: Deep Hierarchical Feature Learning on Point Sets in a
+        Metric Space", NeurIPS 2017.
+
+    Args:
+        points: (B, N, 3) point clouds, any floating dtype.
+        num_samples: K, the number of centers per cloud, 1 <= K <= N.
+        random_start: start at a random point per cloud (drawn with `generator`, which
+            must live on `points.device`), else at `start_idx`, else at point 0.
+        start_idx: (B,) int64 start index per cloud; exclusive with `random_start`.
+        generator: random generator for `random_start`.
+        backend: "auto" (pytorch3d when importable), "torch" or "pytorch3d".
+
+    Returns:
+        centers: (B, K, 3) sampled points, in the dtype of `points`.
+        idx: (B, K) int64 indices of the centers; `idx[:, 0]` is the start.
+    """
+    check_cloud("points", points)
+    batch, num_points, _ = points.shape
+    check_count("farthest_point_sample", "num_samples", num_samples, num_points)
+    if random_start and start_idx is not None:
+        raise ValueError("farthest_point_sample: pass random_start or start_idx, not both")
+    if start_idx is not None and (start_idx.shape != (batch,) or start_idx.dtype != torch.int64):
+        raise ValueError(
+            f"start_idx: expected (B,) int64 with B={batch}, "
+            f"got {tuple(start_idx.shape)} {start_idx.dtype}"
+        )
+    if random_start:
+        start_idx = torch.randint(
+            num_points, (batch,), generator=generator, device=points.device
+        )
+    p3d = pytorch3d_ops(backend)
+    if p3d is None:
+        idx = _fps_torch(points, num_samples, start_idx)
+    else:
+        idx = _fps_pytorch3d(p3d, points, num_samples, start_idx)
+    return gather_points(points, idx), idx
+
+
+@torch.no_grad()
+def _fps_torch(points: Tensor, num_samples: int, start_idx: Tensor | None) -> Tensor:
+    """(B, N, 3) -> (B, K) indices: a few tensor ops per chosen center, no loop over points."""
+    pts = points.to(compute_dtype(points))
+    batch, num_points, _ = pts.shape
+    last = (
+        start_idx
+        if start_idx is not None
+        else torch.zeros(batch, dtype=torch.int64, device=pts.device)
+    )
+    min_dist = pts.new_full((batch, num_points), float("inf"))
+    chosen = [last]
+    for _ in range(num_samples - 1):
+        center = pts.gather(1, last.view(batch, 1, 1).expand(batch, 1, 3))
+        min_dist = torch.minimum(min_dist, (pts - center).square().sum(-1))
+        last = min_dist.argmax(-1)
+        chosen.append(last)
+    return torch.stack(chosen, 1)
+
+
+@torch.no_grad()
+def _fps_pytorch3d(
+    p3d: ModuleType, points: Tensor, num_samples: int, start_idx: Tensor | None
+) -> Tensor:
+    """Same as `_fps_torch` through `pytorch3d.ops.sample_farthest_points` (starts at 0)."""
+    pts = points.float()
+    if start_idx is None:
+        return p3d.sample_farthest_points(pts, K=num_samples)[1]
+    num_points = pts.shape[1]
+    arange = torch.arange(num_points, device=pts.device)
+    order = (arange + start_idx[:, None]) % num_points  # cloud rolled so its start is point 0
+    idx = p3d.sample_farthest_points(gather_points(pts, order), K=num_samples)[1]
+    return (idx + start_idx[:, None]) % num_points

@@ -1,0 +1,59 @@
+"""Reading checkpoints: clear errors for missing or damaged files, and the original layout's extras."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Entries of original Point-JEPA pretraining checkpoints that this implementation does not keep.
+ORIGINAL_EXTRA_PREFIXES = ("teacher.online_model.",)
+ORIGINAL_EXTRA_KEYS = ("teacher.initted", "mask_token")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or does not fit the model."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file on the CPU, or raise ``CheckpointError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def drop_original_extras(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove ``teacher.online_model.*``, ``teacher.initted`` and the unused top-level ``mask_token``."""
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if k not in ORIGINAL_EXTRA_KEYS and not k.startswith(ORIGINAL_EXTRA_PREFIXES)
+    }
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same directory, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

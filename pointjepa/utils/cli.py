@@ -1,0 +1,115 @@
+"""The LightningCLI shared by every entry point: trainer defaults, logger, checkpoints, config saving."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
+from jsonargparse import lazy_instance
+
+from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
+
+WANDB_PROJECT = "point-jepa"
+
+
+def default_precision() -> str:
+    """Mixed precision where a GPU is present (bf16 when supported), full precision on the CPU."""
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def wandb_logged_in() -> bool:
+    """Whether W&B credentials exist (API key in the environment or in ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def use_wandb_offline_without_login() -> None:
+    """Runs log to W&B offline (sync later with ``wandb sync``) unless a login or WANDB_MODE says otherwise."""
+    if "WANDB_MODE" not in os.environ and not wandb_logged_in():
+        os.environ["WANDB_MODE"] = "offline"
+
+
+class PointJepaCLI(LightningCLI):
+    """``LightningCLI(model, any LightningDataModule by class_path)`` with the project's trainer defaults.
+
+    Args:
+        model_class: the task's LightningModule.
+        monitor: metric the "best" checkpoint follows.
+        mode: ``min`` or ``max`` for ``monitor``.
+        check_val_every_n_epoch: trainer default for validation frequency.
+        link_num_classes: pass the data module's ``num_classes`` to ``model.num_classes``.
+        wandb_group: W&B group of the default logger (the task name).
+        extra_callbacks: callbacks always present besides ``LearningRateMonitor`` and the checkpointing.
+        trainer_defaults, kwargs: forwarded to ``LightningCLI``.
+    """
+
+    def __init__(
+        self,
+        model_class: type[pl.LightningModule],
+        monitor: str,
+        mode: Literal["min", "max"],
+        check_val_every_n_epoch: int = 1,
+        link_num_classes: bool = False,
+        wandb_group: str | None = None,
+        extra_callbacks: list[Callback] | None = None,
+        trainer_defaults: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        use_wandb_offline_without_login()
+        self.monitor, self.mode, self.link_num_classes = monitor, mode, link_num_classes
+        defaults = {
+            "default_root_dir": "artifacts",
+            "accelerator": "auto",
+            "precision": default_precision(),
+            "log_every_n_steps": 10,
+            "check_val_every_n_epoch": check_val_every_n_epoch,
+            "callbacks": [OptionalLearningRateMonitor(logging_interval="epoch"), *(extra_callbacks or [])],
+            "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group, save_dir="artifacts"),
+        }
+        defaults.update(trainer_defaults or {})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 1)
+        super().__init__(
+            model_class, pl.LightningDataModule, subclass_mode_data=True, trainer_defaults=defaults, **kwargs
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": self.monitor,
+                "checkpoint.mode": self.mode,
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "{epoch}-{step}-{" + self.monitor + ":.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        if self.link_num_classes:
+            parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``)."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        trainer = config.get("trainer")
+        if trainer is None:
+            return
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if hasattr(logger, "class_path") and logger.class_path.endswith("WandbLogger"):
+                init_args = logger.init_args
+                if init_args.get("save_dir") in (None, "."):
+                    init_args["save_dir"] = str(Path(trainer.get("default_root_dir") or "artifacts"))

@@ -1,0 +1,108 @@
+"""Pretrained backbone weights from every supported checkpoint layout, mapped to our names.
+
+Layouts: our own Lightning checkpoints (pretraining ``student.*`` or downstream ``encoder.*``), the
+original Point-JEPA and Point2Vec Lightning checkpoints, and Point-MAE / Point-BERT ``base_model``
+checkpoints. The result uses the downstream names ``tokenizer.*``, ``positional_encoding.*``,
+``encoder.*`` (plus ``cls_token`` / ``cls_pos`` where a layout has them).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+
+from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+
+BACKBONE_PREFIXES = ("tokenizer.", "positional_encoding.", "encoder.")
+EXTRA_KEYS = ("cls_token", "cls_pos")
+
+# (old prefix, new prefix), applied in order, first match wins.
+_LIGHTNING_RENAMES = (("student.", "encoder."), ("pos_embedding.", "positional_encoding."))
+_POINT_MAE_RENAMES = (
+    ("MAE_encoder.blocks.blocks.", "encoder.blocks."),
+    ("MAE_encoder.norm.", "encoder.norm."),
+    ("MAE_encoder.pos_embed.", "positional_encoding."),
+    ("MAE_encoder.encoder.", "tokenizer.embedding."),
+)
+_POINT_BERT_RENAMES = (
+    ("blocks.blocks.", "encoder.blocks."),
+    ("norm.", "encoder.norm."),
+    ("pos_embed.", "positional_encoding."),
+    ("encoder.", "tokenizer.embedding."),
+    ("cls_token", "cls_token"),
+    ("cls_pos", "cls_pos"),
+)
+
+
+def _rename(key: str, renames: Iterable[tuple[str, str]]) -> str:
+    for old, new in renames:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def _nest_pointnet(key: str) -> str:
+    """Point2Vec / Point-MAE keep the mini-PointNet directly under ``tokenizer.embedding``; ours nests it in ``encoder``."""
+    prefix = "tokenizer.embedding."
+    if key.startswith(prefix) and not key.startswith(prefix + "encoder."):
+        return prefix + "encoder." + key[len(prefix) :]
+    return key
+
+
+def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """A loaded checkpoint of any supported layout -> backbone tensors under our downstream names."""
+    if "state_dict" in checkpoint:
+        items = ((_rename(k, _LIGHTNING_RENAMES), v) for k, v in checkpoint["state_dict"].items())
+    elif "base_model" in checkpoint:
+        base = {k.removeprefix("module."): v for k, v in checkpoint["base_model"].items()}
+        if any(k.startswith("transformer_q.") for k in base):  # Point-BERT: the query encoder
+            base = {k.removeprefix("transformer_q."): v for k, v in base.items() if k.startswith("transformer_q.")}
+            items = ((_rename(k, _POINT_BERT_RENAMES), v) for k, v in base.items())
+        else:
+            items = ((_rename(k, _POINT_MAE_RENAMES), v) for k, v in base.items())
+    else:
+        raise CheckpointError(
+            "unknown checkpoint layout: expected a Lightning checkpoint ('state_dict') or a Point-MAE / "
+            f"Point-BERT checkpoint ('base_model'); found keys {sorted(checkpoint)[:10]}"
+        )
+    state = {}
+    for key, value in items:
+        key = _nest_pointnet(key)
+        if key.startswith(BACKBONE_PREFIXES) or key in EXTRA_KEYS:
+            state[key] = value.squeeze(0).squeeze(0) if key in EXTRA_KEYS else value
+    if not any(k.startswith("encoder.") for k in state):
+        raise CheckpointError("the checkpoint holds no encoder weights (no student.*, encoder.* or blocks.*)")
+    return state
+
+
+def load_backbone(
+    module: nn.Module, path: str | os.PathLike, ignore_encoder_layers: Iterable[int] = ()
+) -> tuple[list[str], list[str]]:
+    """Load pretrained backbone weights from ``path`` into ``module`` (which has ``tokenizer``,
+    ``positional_encoding`` and ``encoder``), skipping encoder blocks in ``ignore_encoder_layers``.
+
+    Raises ``CheckpointError`` naming the parameter when shapes do not fit. Prints one summary of
+    what was loaded, missing and unexpected; returns (missing keys, unexpected keys).
+    """
+    state = backbone_state_dict(load_checkpoint(path))
+    ignored = tuple(f"encoder.blocks.{i}." for i in ignore_encoder_layers)
+    state = {k: v for k, v in state.items() if not k.startswith(ignored) or not ignored}
+    own = module.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path}: parameter {key} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model (check encoder_dim / depth / tokenizer options)"
+            )
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k.startswith(BACKBONE_PREFIXES)]
+    unexpected = list(result.unexpected_keys)
+    rank_zero_info(
+        f"Pretrained weights from {path}: loaded {len(state) - len(unexpected)} tensors; "
+        f"missing backbone keys: {missing or 'none'}; unexpected keys: {unexpected or 'none'}"
+    )
+    return missing, unexpected
