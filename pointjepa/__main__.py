@@ -5,7 +5,8 @@ from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.cli import PointJepaCLI
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """Run the pretraining CLI on ``args`` (default: the command line)."""
     PointJepaCLI(
         PointJepa,
         monitor="val_loss",
@@ -13,6 +14,7 @@ def main() -> None:
         check_val_every_n_epoch=10,
         wandb_group="pretraining",
         extra_callbacks=[SvmAccuracyAtMinValLoss()],
+        args=args,
     )
 
 

@@ -95,7 +95,6 @@ class PointJepaCLI(LightningCLI):
                 "checkpoint.mode": self.mode,
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "{epoch}-{step}-{" + self.monitor + ":.4f}",
-                "checkpoint.auto_insert_metric_name": False,
             }
         )
         if self.link_num_classes:
