@@ -8,6 +8,8 @@ from typing import Sequence
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
+from pointjepa.datasets.loader import EpochShuffleSampler, ResumableDataLoader
+
 
 class DataError(ValueError):
     """A data set file or directory is missing or does not hold what the published format says."""
@@ -68,10 +70,10 @@ class PointCloudDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}: call setup() before asking for a data loader")
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=EpochShuffleSampler(len(dataset)) if train else None,  # type: ignore[arg-type]
             drop_last=self.drop_last and train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

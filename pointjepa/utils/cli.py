@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import WandbLogger
 from jsonargparse import lazy_instance
 
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
+from pointjepa.callbacks.resume import ExactResume
 
 WANDB_PROJECT = "point-jepa"
 
@@ -53,7 +54,7 @@ class PointJepaCLI(LightningCLI):
         check_val_every_n_epoch: trainer default for validation frequency.
         link_num_classes: pass the data module's ``num_classes`` to ``model.num_classes``.
         wandb_group: W&B group of the default logger (the task name).
-        extra_callbacks: callbacks always present besides ``LearningRateMonitor`` and the checkpointing.
+        extra_callbacks: callbacks always present besides the LR monitor, RNG-state saving and checkpointing.
         trainer_defaults, kwargs: forwarded to ``LightningCLI``.
     """
 
@@ -77,7 +78,7 @@ class PointJepaCLI(LightningCLI):
             "precision": default_precision(),
             "log_every_n_steps": 10,
             "check_val_every_n_epoch": check_val_every_n_epoch,
-            "callbacks": [OptionalLearningRateMonitor(logging_interval="epoch"), *(extra_callbacks or [])],
+            "callbacks": [OptionalLearningRateMonitor(logging_interval="epoch"), ExactResume(), *(extra_callbacks or [])],
             "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group, save_dir="artifacts"),
         }
         defaults.update(trainer_defaults or {})

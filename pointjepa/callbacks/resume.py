@@ -1,0 +1,74 @@
+"""Exact resumption: random states and the training loader's position restored from the checkpoint."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global torch (CPU and CUDA), numpy and Python random states, as tensors and plain types
+    (checkpoints load with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state`` (CUDA states only where as many devices exist)."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ExactResume(pl.Callback):
+    """Makes a run resumed with ``--ckpt_path`` continue exactly where it stopped, mid-epoch included.
+
+    Stores the random states with every checkpoint and puts them back right before the first training
+    batch after a resume. Also hands the saved position to resumable training loaders: Lightning
+    saves it, but applies it only when it sets up the loaders after the restore, which does not
+    happen when ``configure_optimizers`` already asked for ``estimated_stepping_batches``.
+    """
+
+    def __init__(self) -> None:
+        self._rng: dict[str, Any] | None = None
+        self._loader_states: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return capture_rng_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rng = state_dict
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        self._loader_states = list(fit_loop.get("state_dict", {}).get("combined_loader", []))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loaders = trainer.train_dataloader
+        if isinstance(loaders, dict):
+            loaders = list(loaders.values())
+        elif not isinstance(loaders, (list, tuple)):
+            loaders = [loaders]
+        stateful = [dl for dl in loaders if hasattr(dl, "load_state_dict")]
+        for dl, state in zip(stateful, self._loader_states):
+            dl.load_state_dict(state)
+        self._loader_states = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._rng is not None:
+            restore_rng_state(self._rng)
+            self._rng = None
