@@ -2,7 +2,7 @@
 
 from pointjepa.callbacks.svm_at_min_val_loss import SvmAccuracyAtMinValLoss
 from pointjepa.models.point_jepa import PointJepa
-from pointjepa.utils.cli import PointJepaCLI
+from pointjepa.utils.cli import PointJepaCLI, run_cli
 
 
 def main(args: list[str] | None = None) -> None:
@@ -19,4 +19,4 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -35,9 +35,9 @@ class SvmAccuracyAtMinValLoss(pl.Callback):
         svm = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("svm_val_acc_") and not k.endswith("_at_min_loss")}
         if float(val_loss) < self.best_val_loss:
             self.best_val_loss, self.best_epoch, self.accuracies = float(val_loss), trainer.current_epoch, svm
-        pl_module.log("best_val_loss", self.best_val_loss)
+        pl_module.log("best_val_loss", self.best_val_loss, sync_dist=True)  # equal on every rank
         for name, accuracy in self.accuracies.items():
-            pl_module.log(f"{name}_at_min_loss", accuracy)
+            pl_module.log(f"{name}_at_min_loss", accuracy, sync_dist=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.best_epoch >= 0:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from pointjepa.datasets.loader import EpochShuffleSampler, ResumableDataLoader
@@ -70,15 +71,30 @@ class PointCloudDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}: call setup() before asking for a data loader")
+        size = len(dataset)  # type: ignore[arg-type]
+        if size == 0:
+            raise DataError(f"{type(self).__name__}: the {'training' if train else 'validation'} split is empty")
         return ResumableDataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(dataset)) if train else None,  # type: ignore[arg-type]
-            drop_last=self.drop_last and train,
+            sampler=EpochShuffleSampler(size) if train else None,
+            drop_last=train and self._drop_last_train_batch(size),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
         )
+
+    def _drop_last_train_batch(self, size: int) -> bool:
+        """Drop the last training batch when asked, or when it would hold one sample (batch norm cannot
+        train on a single sample); never when that would leave no batch at all."""
+        if size < self.batch_size:
+            if self.drop_last:
+                rank_zero_warn(
+                    f"{type(self).__name__}: {size} training samples < batch_size={self.batch_size}; "
+                    "keeping the one incomplete batch instead of dropping it"
+                )
+            return False
+        return self.drop_last or size % self.batch_size == 1
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, train=True)

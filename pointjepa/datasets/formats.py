@@ -46,12 +46,17 @@ def count_lines(path: str | Path) -> int:
 
 
 def check_points(points: np.ndarray, path: str | Path, what: str = "data") -> np.ndarray:
-    """Check ``points`` is ``(n, N, 3+)`` with ``n, N > 0``; return its xyz as float32 ``(n, N, 3)``."""
+    """Check ``points`` is finite ``(n, N, 3+)`` with ``n, N > 0``; return its xyz as float32 ``(n, N, 3)``."""
     if points.ndim != 3 or points.shape[0] == 0 or points.shape[1] == 0 or points.shape[2] < 3:
         raise DataError(f"{path}: '{what}' has shape {points.shape}, expected (n, N, 3) points with n, N > 0")
     if not np.issubdtype(points.dtype, np.number):
         raise DataError(f"{path}: '{what}' has dtype {points.dtype}, expected float points")
-    return np.ascontiguousarray(points[..., :3], dtype=np.float32)
+    xyz = np.ascontiguousarray(points[..., :3], dtype=np.float32)
+    finite = np.isfinite(xyz).all(axis=(1, 2))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{path}: '{what}' cloud {bad[0]} (and {len(bad) - 1} more) holds NaN or Inf coordinates")
+    return xyz
 
 
 def check_labels(labels: np.ndarray, path: str | Path, n: int, num_classes: int, what: str = "label") -> np.ndarray:

@@ -276,12 +276,12 @@ class PointJepa(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         for name, datamodule in self.svm_validation.items():
-            accuracies = torch.zeros(2)
+            accuracies = torch.zeros(2, device=self.device)
             if self.trainer.is_global_zero:
-                accuracies = torch.tensor(self.svm_accuracy(datamodule))
+                accuracies = torch.tensor(self.svm_accuracy(datamodule), device=self.device)
             accuracies = self.trainer.strategy.broadcast(accuracies, src=0)
-            self.log(f"svm_train_acc_{name}", float(accuracies[0]), rank_zero_only=True)
-            self.log(f"svm_val_acc_{name}", float(accuracies[1]), rank_zero_only=True)
+            self.log(f"svm_train_acc_{name}", accuracies[0], sync_dist=True)  # the same on every rank
+            self.log(f"svm_val_acc_{name}", accuracies[1], sync_dist=True)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
+import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.plugins.layer_sync import LayerSync
 from jsonargparse import lazy_instance
 
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
+from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
+from pointjepa.utils.checkpoint import CheckpointError
+from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
 from pointjepa.callbacks.resume import ExactResume
 
 WANDB_PROJECT = "point-jepa"
@@ -42,6 +48,37 @@ def use_wandb_offline_without_login() -> None:
     """Runs log to W&B offline (sync later with ``wandb sync``) unless a login or WANDB_MODE says otherwise."""
     if "WANDB_MODE" not in os.environ and not wandb_logged_in():
         os.environ["WANDB_MODE"] = "offline"
+
+
+def check_resume_checkpoint(path: str | None) -> None:
+    """Fail early, naming the file, when ``--ckpt_path`` is missing, empty or not a complete checkpoint."""
+    if path is None or path in ("last", "best", "hpc", "registry"):
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"--ckpt_path {path}: checkpoint file not found")
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}") from err
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run an entry point; a user error (bad option, data, checkpoint, NaN loss) ends with one line on
+    stderr and exit code 1 instead of a traceback. ``POINTJEPA_DEBUG=1`` shows the traceback."""
+    from pointjepa.callbacks.nan_guard import NonFiniteLossError
+    from pointjepa.datasets.base import DataError
+
+    try:
+        main()
+    except (ValueError, FileNotFoundError, CheckpointError, DataError, NonFiniteLossError) as err:
+        if os.environ.get("POINTJEPA_DEBUG"):
+            raise
+        print(f"error: {err}\n(set POINTJEPA_DEBUG=1 to see the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 class PointJepaCLI(LightningCLI):
@@ -78,7 +115,12 @@ class PointJepaCLI(LightningCLI):
             "precision": default_precision(),
             "log_every_n_steps": 10,
             "check_val_every_n_epoch": check_val_every_n_epoch,
-            "callbacks": [OptionalLearningRateMonitor(logging_interval="epoch"), ExactResume(), *(extra_callbacks or [])],
+            "callbacks": [
+                OptionalLearningRateMonitor(logging_interval="epoch"),
+                ExactResume(),
+                NonFiniteLossGuard(),
+                *(extra_callbacks or []),
+            ],
             "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group, save_dir="artifacts"),
         }
         defaults.update(trainer_defaults or {})
@@ -100,6 +142,24 @@ class PointJepaCLI(LightningCLI):
         )
         if self.link_num_classes:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path`` while parsing; check the file first for a clear error."""
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_resume_checkpoint(self.config[subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """With ``sync_batchnorm`` the batch norms sync through ``PortableSyncBatchNorm`` (CPU DDP too)."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer = config["trainer"]
+        if trainer.get("sync_batchnorm"):
+            plugins = trainer.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            if not any(isinstance(p, LayerSync) for p in plugins):
+                trainer["plugins"] = [*plugins, PortableSyncBatchNorm()]
+        return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
         """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``)."""

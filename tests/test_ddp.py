@@ -1,0 +1,81 @@
+"""Two-process DDP on CPU (gloo) with synchronised batch norm, compared with a single-process run."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm, ProcessGroupBatchNorm
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--model.tokenizer_num_groups=8", "--model.tokenizer_group_size=8", "--model.encoder_dim=32",
+    "--model.encoder_depth=2", "--model.encoder_heads=2", "--model.predictor_embed_dim=16",
+    "--model.predictor_depth=1", "--model.predictor_heads=2", "--model.target_layers=[1]",
+    "--model.num_targets_per_sample=2", "--model.transformation_subsample_points=64",
+    "--data.init_args.num_points=128", "--data.init_args.samples_per_class=4", "--data.init_args.batch_size=8",
+    "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1", "--trainer.sync_batchnorm=true",
+    "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1",
+    "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+]
+
+
+def logged_metrics(root: Path) -> set[str]:
+    (metrics,) = root.rglob("metrics.csv")
+    with metrics.open() as f:
+        return {name for row in csv.DictReader(f) for name, value in row.items() if value}
+
+
+def run(root: Path, *extra: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pointjepa", "fit", "-c", "configs/demo/pretraining.yaml", *TINY,
+         f"--trainer.default_root_dir={root}", f"--trainer.logger.save_dir={root}", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_log_what_a_single_process_logs(tmp_path):
+    run(tmp_path / "ddp", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu")
+    run(tmp_path / "single", "--trainer.devices=1", "--trainer.accelerator=cpu")
+    ddp, single = logged_metrics(tmp_path / "ddp"), logged_metrics(tmp_path / "single")
+    assert {"train_loss_step", "val_loss", "svm_val_acc_synthetic", "ema_decay"} <= ddp
+    assert ddp == single
+    checkpoint = torch.load(next((tmp_path / "ddp").rglob("last.ckpt")), map_location="cpu", weights_only=False)
+    assert "tokenizer.embedding.encoder.first_conv.1.running_mean" in checkpoint["state_dict"]  # plain BN names
+
+
+def _two_rank_batchnorm(rank: int, init_file: str, x: torch.Tensor, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    layer = PortableSyncBatchNorm().apply(torch.nn.Sequential(torch.nn.BatchNorm1d(4)))[0].train()
+    part = x.chunk(2)[rank].clone().requires_grad_(True)
+    out = layer(part)
+    (out * torch.arange(out.numel()).view_as(out).float()).sum().backward()
+    torch.save({"out": out.detach(), "grad": part.grad, "running_var": layer.running_var}, f"{out_dir}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_process_group_batchnorm_over_two_processes_equals_batchnorm_over_the_whole_batch(tmp_path):
+    x = torch.randn(8, 4, 5)
+    torch.multiprocessing.spawn(_two_rank_batchnorm, args=(str(tmp_path / "pg"), x, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(2)]
+    reference = torch.nn.BatchNorm1d(4).train()
+    whole = x.clone().requires_grad_(True)
+    out = reference(whole)
+    weights = torch.cat([torch.arange(o["out"].numel()).view_as(o["out"]).float() for o in ranks])
+    (out * weights).sum().backward()
+    assert torch.allclose(torch.cat([r["out"] for r in ranks]), out, atol=1e-5)
+    assert torch.allclose(torch.cat([r["grad"] for r in ranks]), whole.grad, atol=1e-4)
+    assert torch.allclose(ranks[0]["running_var"], reference.running_var, atol=1e-5)
+
+
+def test_sync_batchnorm_plugin_reverts_to_the_original_class():
+    synced = PortableSyncBatchNorm().apply(torch.nn.Sequential(torch.nn.BatchNorm1d(4)))
+    assert isinstance(synced[0], ProcessGroupBatchNorm)
+    assert type(PortableSyncBatchNorm().revert(synced)[0]) is torch.nn.BatchNorm1d
