@@ -281,7 +281,7 @@ class PointJepa(pl.LightningModule):
                 accuracies = torch.tensor(self.svm_accuracy(datamodule), device=self.device)
             accuracies = self.trainer.strategy.broadcast(accuracies, src=0)
             self.log(f"svm_train_acc_{name}", accuracies[0], sync_dist=True)  # the same on every rank
-            self.log(f"svm_val_acc_{name}", accuracies[1], sync_dist=True)
+            self.log(f"svm_val_acc_{name}", accuracies[1], sync_dist=True, prog_bar=True)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
