@@ -8,6 +8,12 @@ from torch import Tensor
 from ._backend import Backend, check_cloud, check_count, compute_dtype, pytorch3d_ops
 from .gather import gather_points
 
+try:  # Triton kernel for CUDA clouds; "auto" uses it when pytorch3d is absent
+    from .fps_triton import MAX_POINTS as _TRITON_MAX_POINTS
+    from .fps_triton import fps_triton as _fps_triton
+except (ImportError, OSError):  # Triton not installed, or unusable here
+    _fps_triton = None
+
 
 def farthest_point_sample(
     points: Tensor,
@@ -37,7 +43,9 @@ def farthest_point_sample(
             must live on `points.device`), else at `start_idx`, else at point 0.
         start_idx: (B,) int64 start index per cloud; exclusive with `random_start`.
         generator: random generator for `random_start`.
-        backend: "auto" (pytorch3d when importable), "torch" or "pytorch3d".
+        backend: "auto" (pytorch3d when importable, else the Triton kernel of
+            `fps_triton` for CUDA clouds of float32 or lower precision when Triton imports,
+            else torch), "torch" or "pytorch3d".
 
     Returns:
         centers: (B, K, 3) sampled points, in the dtype of `points`.
@@ -58,11 +66,23 @@ def farthest_point_sample(
             num_points, (batch,), generator=generator, device=points.device
         )
     p3d = pytorch3d_ops(backend)
-    if p3d is None:
-        idx = _fps_torch(points, num_samples, start_idx)
-    else:
+    if p3d is not None:
         idx = _fps_pytorch3d(p3d, points, num_samples, start_idx)
+    elif backend == "auto" and _triton_applies(points):
+        idx = _fps_triton(points, num_samples, start_idx)
+    else:
+        idx = _fps_torch(points, num_samples, start_idx)
     return gather_points(points, idx), idx
+
+
+def _triton_applies(points: Tensor) -> bool:
+    """Whether the Triton kernel computes exactly what `_fps_torch` would (float32 on CUDA)."""
+    return (
+        _fps_triton is not None
+        and points.is_cuda
+        and compute_dtype(points) == torch.float32
+        and points.shape[1] <= _TRITON_MAX_POINTS
+    )
 
 
 @torch.no_grad()
