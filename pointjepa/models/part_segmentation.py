@@ -1,0 +1,249 @@
+"""Part segmentation fine-tuning (ShapeNetPart protocol) of a Point-JEPA backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_info
+from torchmetrics.classification import MulticlassAccuracy
+
+from pointjepa.datasets.synsets import SHAPENETPART_NUM_PARTS, SHAPENETPART_PARTS
+from pointjepa.eval.miou import PartSegmentationIoU, part_mask, restricted_argmax
+from pointjepa.modules.backbone import build_backbone
+from pointjepa.modules.feature_propagation import FeaturePropagation
+from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
+from pointjepa.modules.seg_head import category_embedding, segmentation_head
+from pointjepa.modules.transforms import build_transforms
+from pointjepa.utils.optim import warmup_cosine_schedule
+from pointjepa.utils.pretrained import load_backbone
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # points (B, N, 3), category (B,), seg (B, N)
+
+
+class PointJepaPartSegmentation(pl.LightningModule):
+    """Per-point part labels from a Point-JEPA encoder; the constructor arguments are the config keys.
+
+    The hidden states of ``seg_head_fetch_layers`` are layer-normed and averaged per token; their max
+    and mean over tokens plus a category embedding form the global feature; token features are
+    propagated to every point (3 nearest centers) and a per-point head predicts log-probabilities.
+    Evaluation restricts each shape's prediction to its category's parts.
+
+    Args:
+        tokenizer_*, encoder_*: backbone options, as in pretraining.
+        encoder_unfreeze_epoch: the encoder blocks get no gradient before this epoch (with DDP and a
+            value > 0, use a strategy with ``find_unused_parameters=True``).
+        seg_head_fetch_layers: encoder blocks whose outputs feed the head.
+        seg_head_dim: width of the head's first layer (the second is half of it).
+        seg_head_dropout: dropout after the head's first layer.
+        learning_rate, optimizer_adamw_weight_decay, lr_scheduler_*: AdamW and warm-up + cosine schedule.
+        pretrained_ckpt_path: backbone weights loaded when fitting starts (pretraining or downstream checkpoint
+            of this project, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT).
+        train_transformations, val_transformations, transformation_*: batched point transforms.
+        num_classes: number of shape categories K (linked from the data module by the CLI).
+        num_seg_classes: number of parts P (linked from the data module).
+        category_to_parts: category name -> its part ids, categories in label order (linked from the
+            data module); default the ShapeNetPart table.
+    """
+
+    LABEL_EMBEDDING_DIM = 64
+    UPSAMPLING_DIM = 384
+
+    def __init__(
+        self,
+        tokenizer_num_groups: int = 128,
+        tokenizer_group_size: int = 32,
+        tokenizer_group_radius: float | None = None,
+        encoder_dim: int = 384,
+        encoder_depth: int = 12,
+        encoder_heads: int = 6,
+        encoder_dropout: float = 0.0,
+        encoder_attention_dropout: float = 0.0,
+        encoder_drop_path_rate: float = 0.2,
+        encoder_add_pos_at_every_layer: bool = True,
+        encoder_unfreeze_epoch: int = 0,
+        seg_head_fetch_layers: list[int] = [3, 7, 11],
+        seg_head_dim: int = 512,
+        seg_head_dropout: float = 0.5,
+        learning_rate: float = 1e-3,
+        optimizer_adamw_weight_decay: float = 0.05,
+        lr_scheduler_linear_warmup_epochs: int = 10,
+        lr_scheduler_linear_warmup_start_lr: float = 1e-6,
+        lr_scheduler_cosine_eta_min: float = 1e-6,
+        pretrained_ckpt_path: str | None = None,
+        train_transformations: list[str] = ["center", "unit_sphere"],
+        val_transformations: list[str] = ["center", "unit_sphere"],
+        transformation_scale_min: float = 0.8,
+        transformation_scale_max: float = 1.2,
+        transformation_scale_symmetries: tuple[int, int, int] = (1, 0, 1),
+        transformation_rotate_dims: list[int] = [1],
+        transformation_rotate_degs: float | None = None,
+        transformation_translate: float = 0.2,
+        transformation_height_normalize_dim: int = 1,
+        num_classes: int = 16,
+        num_seg_classes: int = SHAPENETPART_NUM_PARTS,
+        category_to_parts: dict[str, list[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        parts_table = dict(SHAPENETPART_PARTS if category_to_parts is None else category_to_parts)
+        if len(parts_table) != num_classes:
+            raise ValueError(
+                f"category_to_parts: expected one entry per category (num_classes={num_classes}), "
+                f"got {len(parts_table)}: {list(parts_table)}"
+            )
+        bad_layers = [i for i in seg_head_fetch_layers if not -encoder_depth <= i < encoder_depth]
+        if not seg_head_fetch_layers or bad_layers:
+            raise ValueError(
+                f"seg_head_fetch_layers: expected block indices in [0, {encoder_depth}), "
+                f"got {list(seg_head_fetch_layers)}"
+            )
+        self.num_classes, self.num_seg_classes = num_classes, num_seg_classes
+        self.fetch_layers = list(seg_head_fetch_layers)
+        self.schedule = UnfreezeSchedule(depth=encoder_depth, encoder_unfreeze_epoch=encoder_unfreeze_epoch)
+        self._trainable: Trainable | None = None
+        self.pretrained_ckpt_path = pretrained_ckpt_path
+        self._pretrained_loaded = False
+
+        transform_args = dict(
+            scale_min=transformation_scale_min,
+            scale_max=transformation_scale_max,
+            scale_symmetries=transformation_scale_symmetries,
+            rotate_dims=transformation_rotate_dims,
+            rotate_degs=transformation_rotate_degs,
+            translate=transformation_translate,
+            height_normalize_dim=transformation_height_normalize_dim,
+        )
+        self.train_transformations = build_transforms(train_transformations, **transform_args)
+        self.val_transformations = build_transforms(val_transformations, **transform_args)
+
+        backbone = build_backbone(
+            num_groups=tokenizer_num_groups,
+            group_size=tokenizer_group_size,
+            group_radius=tokenizer_group_radius,
+            dim=encoder_dim,
+            depth=encoder_depth,
+            heads=encoder_heads,
+            dropout=encoder_dropout,
+            attention_dropout=encoder_attention_dropout,
+            drop_path_rate=encoder_drop_path_rate,
+            add_pos_at_every_layer=encoder_add_pos_at_every_layer,
+        )
+        self.tokenizer = backbone.tokenizer
+        self.positional_encoding = backbone.positional_encoding
+        self.encoder = backbone.encoder
+        self.label_embedding = category_embedding(num_classes, self.LABEL_EMBEDDING_DIM)
+        self.upsampling = FeaturePropagation(encoder_dim + 3, [self.UPSAMPLING_DIM, self.UPSAMPLING_DIM])
+        head_in = 2 * encoder_dim + self.LABEL_EMBEDDING_DIM + self.UPSAMPLING_DIM
+        self.seg_head = segmentation_head(head_in, seg_head_dim, seg_head_dropout, num_seg_classes)
+        self.register_buffer("part_mask", part_mask(parts_table, num_seg_classes), persistent=False)
+
+        self.train_acc = MulticlassAccuracy(num_seg_classes, average="micro", validate_args=False)
+        self.eval_acc = MulticlassAccuracy(num_seg_classes, average="micro", validate_args=False)
+        self.eval_macc = MulticlassAccuracy(num_seg_classes, average="macro", validate_args=False)
+        self.eval_miou = PartSegmentationIoU(parts_table, num_seg_classes)
+
+    def forward(self, points: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """points (B, N, 3), category (B,) int64 -> per-point part log-probabilities (B, N, P)."""
+        tokens, centers = self.tokenizer(points)  # (B, T, C), (B, T, 3)
+        output = self.encoder(tokens, self.positional_encoding(centers), return_hidden_states=True)
+        fetched = [output.hidden_states[i] for i in self.fetch_layers]
+        token_features = torch.stack([F.layer_norm(h, h.shape[-1:]) for h in fetched]).mean(0)  # (B, T, C)
+        one_hot = F.one_hot(category, self.num_classes).to(token_features.dtype)
+        global_feature = torch.cat(
+            [token_features.max(dim=1).values, token_features.mean(dim=1), self.label_embedding(one_hot)], dim=-1
+        )  # (B, 2C + L)
+        x = self.upsampling(points, centers, points, token_features)  # (B, N, U)
+        x = torch.cat([x, global_feature.unsqueeze(1).expand(-1, points.shape[1], -1).to(x.dtype)], dim=-1)
+        logits = self.seg_head(x.transpose(1, 2)).transpose(1, 2)  # (B, N, P)
+        return F.log_softmax(logits.float(), dim=-1)
+
+    def predict_parts(self, log_probs: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """(B, N, P) log-probabilities, (B,) categories -> (B, N) part ids among the category's parts."""
+        return restricted_argmax(log_probs, category, self.part_mask)
+
+    # ---- weights and freezing --------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.pretrained_ckpt_path is not None and not self._pretrained_loaded:
+            load_backbone(self, self.pretrained_ckpt_path)
+            self._pretrained_loaded = True
+
+    def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                for name in ("val_acc", "val_macc", "val_ins_miou", "val_cat_miou"):
+                    logger.experiment.define_metric(name, summary="last,max")
+
+    def on_train_epoch_start(self) -> None:
+        trainable = self.schedule.trainable(self.current_epoch, self.trainer.max_epochs or 1)
+        if trainable != self._trainable:
+            apply_trainable(trainable, self.tokenizer, self.positional_encoding, self.encoder.blocks, self.encoder.norm)
+            unfreeze_epoch = self.schedule.encoder_unfreeze_epoch
+            if unfreeze_epoch > 0:
+                state = "trains" if trainable.encoder_norm else f"frozen until epoch {unfreeze_epoch}"
+                rank_zero_info(f"epoch {self.current_epoch}: encoder {state}")
+            self._trainable = trainable
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        points, category, seg = batch
+        log_probs = self(self.train_transformations(points), category)
+        loss = F.nll_loss(log_probs.flatten(0, 1), seg.flatten())
+        self.train_acc(log_probs.argmax(-1), seg)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Batch, prefix: str) -> None:
+        points, category, seg = batch
+        log_probs = self(self.val_transformations(points), category)
+        self.log(f"{prefix}_loss", F.nll_loss(log_probs.flatten(0, 1), seg.flatten()), sync_dist=True)
+        pred = self.predict_parts(log_probs, category)
+        self.eval_acc.update(pred, seg)
+        self.eval_macc.update(pred, seg)
+        self.eval_miou.update(pred, seg, category)
+
+    def _log_epoch(self, prefix: str) -> None:
+        mious = self.eval_miou.compute()
+        self.log(f"{prefix}_acc", self.eval_acc.compute())
+        self.log(f"{prefix}_macc", self.eval_macc.compute())
+        self.log(f"{prefix}_ins_miou", mious["ins_miou"], prog_bar=True)
+        self.log(f"{prefix}_cat_miou", mious["cat_miou"], prog_bar=True)
+        for name, value, count in zip(self.eval_miou.category_names, mious["per_category"], mious["count"].tolist()):
+            if count > 0:
+                self.log(f"{prefix}_cat_miou_{name}", value)
+        for metric in (self.eval_acc, self.eval_macc, self.eval_miou):
+            metric.reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """-> (B, N) predicted part ids (among each shape's category parts)."""
+        points, category = batch[0], batch[1]
+        return self.predict_parts(self(self.val_transformations(points), category), category)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=hp.learning_rate, weight_decay=hp.optimizer_adamw_weight_decay
+        )
+        scheduler = warmup_cosine_schedule(
+            optimizer,
+            warmup_epochs=hp.lr_scheduler_linear_warmup_epochs,
+            max_epochs=self.trainer.max_epochs,
+            warmup_start_lr=hp.lr_scheduler_linear_warmup_start_lr,
+            eta_min=hp.lr_scheduler_cosine_eta_min,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,1 @@
+"""Plain nn.Modules: tokenizer, transformer, predictor, sequencer, samplers, EMA, transforms, heads."""
