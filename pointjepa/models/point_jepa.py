@@ -317,6 +317,7 @@ class PointJepa(pl.LightningModule):
             (p for p in self.parameters() if p.requires_grad),
             lr=hp.learning_rate,
             weight_decay=hp.optimizer_adamw_weight_decay,
+            fused=self.device.type == "cuda",
         )
         scheduler = warmup_cosine_schedule(
             optimizer,
