@@ -13,11 +13,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from pointjepa.datasets.synsets import SHAPENETPART_NUM_PARTS, SHAPENETPART_PARTS
 from pointjepa.eval.miou import PartSegmentationIoU, part_mask, restricted_argmax
-from pointjepa.modules.backbone import build_backbone
+from pointjepa.modules.backbone import backbone_from_hparams
 from pointjepa.modules.feature_propagation import FeaturePropagation
 from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
 from pointjepa.modules.seg_head import category_embedding, segmentation_head
-from pointjepa.modules.transforms import build_transforms
+from pointjepa.modules.transforms import build_task_transforms
 from pointjepa.utils.optim import warmup_cosine_schedule
 from pointjepa.utils.pretrained import load_backbone
 
@@ -108,30 +108,8 @@ class PointJepaPartSegmentation(pl.LightningModule):
         self.pretrained_ckpt_path = pretrained_ckpt_path
         self._pretrained_loaded = False
 
-        transform_args = dict(
-            scale_min=transformation_scale_min,
-            scale_max=transformation_scale_max,
-            scale_symmetries=transformation_scale_symmetries,
-            rotate_dims=transformation_rotate_dims,
-            rotate_degs=transformation_rotate_degs,
-            translate=transformation_translate,
-            height_normalize_dim=transformation_height_normalize_dim,
-        )
-        self.train_transformations = build_transforms(train_transformations, **transform_args)
-        self.val_transformations = build_transforms(val_transformations, **transform_args)
-
-        backbone = build_backbone(
-            num_groups=tokenizer_num_groups,
-            group_size=tokenizer_group_size,
-            group_radius=tokenizer_group_radius,
-            dim=encoder_dim,
-            depth=encoder_depth,
-            heads=encoder_heads,
-            dropout=encoder_dropout,
-            attention_dropout=encoder_attention_dropout,
-            drop_path_rate=encoder_drop_path_rate,
-            add_pos_at_every_layer=encoder_add_pos_at_every_layer,
-        )
+        self.train_transformations, self.val_transformations = build_task_transforms(self.hparams)
+        backbone = backbone_from_hparams(self.hparams)
         self.tokenizer = backbone.tokenizer
         self.positional_encoding = backbone.positional_encoding
         self.encoder = backbone.encoder

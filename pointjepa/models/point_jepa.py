@@ -10,7 +10,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from pointjepa.eval.features import extract_features, linear_svm_accuracy
-from pointjepa.modules.backbone import build_backbone, pooled_features
+from pointjepa.modules.backbone import backbone_from_hparams, pooled_features
 from pointjepa.modules.ema import EMA
 from pointjepa.modules.normalize import NormKind, normalize
 from pointjepa.modules.predictor import TransformerPredictor
@@ -25,7 +25,7 @@ from pointjepa.modules.samplers import (
     sample_targets,
 )
 from pointjepa.modules.sequencer import PointSequencer, SequenceMethod
-from pointjepa.modules.transforms import build_transforms
+from pointjepa.modules.transforms import build_task_transforms
 from pointjepa.utils.checkpoint import drop_original_extras, load_checkpoint
 from pointjepa.utils.optim import warmup_cosine_schedule
 
@@ -98,31 +98,10 @@ class PointJepa(pl.LightningModule):
         self.save_hyperparameters(ignore=["svm_validation"])
         self._check_options()
 
-        transform_args = dict(
-            subsample_points=transformation_subsample_points,
-            scale_min=transformation_scale_min,
-            scale_max=transformation_scale_max,
-            scale_symmetries=transformation_scale_symmetries,
-            rotate_dims=transformation_rotate_dims,
-            rotate_degs=transformation_rotate_degs,
-            translate=transformation_translate,
-            height_normalize_dim=transformation_height_normalize_dim,
+        self.train_transformations, self.val_transformations = build_task_transforms(
+            self.hparams, transformation_subsample_points
         )
-        self.train_transformations = build_transforms(train_transformations, **transform_args)
-        self.val_transformations = build_transforms(val_transformations, **transform_args)
-
-        backbone = build_backbone(
-            num_groups=tokenizer_num_groups,
-            group_size=tokenizer_group_size,
-            group_radius=tokenizer_group_radius,
-            dim=encoder_dim,
-            depth=encoder_depth,
-            heads=encoder_heads,
-            dropout=encoder_dropout,
-            attention_dropout=encoder_attention_dropout,
-            drop_path_rate=encoder_drop_path_rate,
-            add_pos_at_every_layer=encoder_add_pos_at_every_layer,
-        )
+        backbone = backbone_from_hparams(self.hparams)
         self.positional_encoding = backbone.positional_encoding
         self.tokenizer = backbone.tokenizer
         self.student = backbone.encoder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -54,3 +55,20 @@ def build_backbone(
 def pooled_features(tokens: torch.Tensor) -> torch.Tensor:
     """Encoder output (B, T, C) -> max and mean over tokens concatenated (B, 2C), the SVM probe features."""
     return torch.cat([tokens.max(dim=1).values, tokens.mean(dim=1)], dim=-1)
+
+
+def backbone_from_hparams(hparams: Mapping[str, Any]) -> Backbone:
+    """``build_backbone`` from a task's ``tokenizer_*`` / ``encoder_*`` config keys."""
+    return build_backbone(
+        num_groups=hparams["tokenizer_num_groups"],
+        group_size=hparams["tokenizer_group_size"],
+        group_radius=hparams["tokenizer_group_radius"],
+        dim=hparams["encoder_dim"],
+        depth=hparams["encoder_depth"],
+        heads=hparams["encoder_heads"],
+        dropout=hparams["encoder_dropout"],
+        attention_dropout=hparams["encoder_attention_dropout"],
+        drop_path_rate=hparams["encoder_drop_path_rate"],
+        add_pos_at_every_layer=hparams["encoder_add_pos_at_every_layer"],
+        qkv_bias=hparams.get("encoder_qkv_bias", True),
+    )

@@ -6,7 +6,7 @@ Random draws are per sample; they use the global torch generator of the points' 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -156,3 +156,19 @@ def build_transforms(
     if unknown:
         raise ValueError(f"unknown transformation(s) {unknown}: expected names among {list(TRANSFORM_NAMES)}")
     return nn.Sequential(*(factories[name]() for name in names))
+
+
+def build_task_transforms(hparams: Mapping[str, Any], subsample_points: int = 1024) -> tuple[nn.Sequential, nn.Sequential]:
+    """(train, val) transforms from a task's ``train_transformations``/``val_transformations`` and
+    ``transformation_*`` config keys; ``subsample_points`` sizes the ``subsample`` transform."""
+    args = dict(
+        subsample_points=subsample_points,
+        scale_min=hparams["transformation_scale_min"],
+        scale_max=hparams["transformation_scale_max"],
+        scale_symmetries=hparams["transformation_scale_symmetries"],
+        rotate_dims=hparams["transformation_rotate_dims"],
+        rotate_degs=hparams["transformation_rotate_degs"],
+        translate=hparams["transformation_translate"],
+        height_normalize_dim=hparams["transformation_height_normalize_dim"],
+    )
+    return build_transforms(hparams["train_transformations"], **args), build_transforms(hparams["val_transformations"], **args)
