@@ -12,9 +12,10 @@ from typing import Any, Callable, Literal
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.layer_sync import LayerSync
+import yaml
 from jsonargparse import lazy_instance
 
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
@@ -81,6 +82,17 @@ def run_cli(main: Callable[[], Any]) -> None:
         sys.exit(1)
 
 
+class SaveConfigToWandb(SaveConfigCallback):
+    """Saves ``config.yaml`` to the log directory and logs the resolved config to every W&B run's config."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if loggers:
+            config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            for logger in loggers:
+                logger.log_hyperparams(config)
+
+
 class PointJepaCLI(LightningCLI):
     """``LightningCLI(model, any LightningDataModule by class_path)`` with the project's trainer defaults.
 
@@ -109,6 +121,7 @@ class PointJepaCLI(LightningCLI):
     ) -> None:
         use_wandb_offline_without_login()
         self.monitor, self.mode, self.link_num_classes = monitor, mode, link_num_classes
+        self.wandb_group = wandb_group
         defaults = {
             "default_root_dir": "artifacts",
             "accelerator": "auto",
@@ -121,10 +134,11 @@ class PointJepaCLI(LightningCLI):
                 NonFiniteLossGuard(),
                 *(extra_callbacks or []),
             ],
-            "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group, save_dir="artifacts"),
+            "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group),
         }
         defaults.update(trainer_defaults or {})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveConfigToWandb)
         kwargs.setdefault("seed_everything_default", 1)
         super().__init__(
             model_class, pl.LightningDataModule, subclass_mode_data=True, trainer_defaults=defaults, **kwargs
@@ -162,7 +176,8 @@ class PointJepaCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
-        """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``)."""
+        """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``);
+        without a ``group`` / ``job_type`` they get the task's group and the first ``-c`` config's name."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         trainer = config.get("trainer")
         if trainer is None:
@@ -173,3 +188,7 @@ class PointJepaCLI(LightningCLI):
                 init_args = logger.init_args
                 if init_args.get("save_dir") in (None, "."):
                     init_args["save_dir"] = str(Path(trainer.get("default_root_dir") or "artifacts"))
+                if init_args.get("group") is None and self.wandb_group:
+                    init_args["group"] = self.wandb_group
+                if init_args.get("job_type") is None and config.get("config"):
+                    init_args["job_type"] = Path(str(config["config"][0])).stem

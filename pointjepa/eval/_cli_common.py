@@ -1,0 +1,119 @@
+"""Shared pieces of the figure commands: arguments, the data module from a config, device, atomic PNGs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Literal, Sequence
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from jsonargparse import ArgumentParser, Namespace
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader
+
+Split = Literal["train", "val", "test"]
+
+
+def build_parser(description: str, prog: str, default_output: str) -> ArgumentParser:
+    """Parser with ``--ckpt``, ``--config`` / ``--data.*``, ``--split``, ``--batch_size``, ``--output``, ``--dpi``,
+    ``--device``."""
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", type=str, required=True, help="checkpoint file")
+    parser.add_argument("--config", type=str | None, default=None, help="training config whose data: section to use")
+    parser.add_subclass_arguments(
+        pl.LightningDataModule, "data", required=False, help="data module (overrides --config)"
+    )
+    parser.add_argument("--split", type=Split, default="val", help="which split to draw the clouds from")
+    parser.add_argument("--batch_size", type=int | None, default=None, help="override the data module's batch size")
+    parser.add_argument("--output", type=str, default=default_output, help="PNG file to write")
+    parser.add_argument("--dpi", type=int, default=120, help="resolution of the PNG")
+    parser.add_argument("--device", type=str, default="auto", help="'auto' (GPU when available), 'cpu', 'cuda:0', ...")
+    return parser
+
+
+def parse_with_data(parser: ArgumentParser, args: Sequence[str] | None) -> tuple[Namespace, pl.LightningDataModule]:
+    """Parse ``args``; the data module comes from ``--config``'s ``data:`` section, overridden by ``--data.*``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    config_path = pre.parse_known_args(args)[0].config
+    if config_path is not None:
+        if not Path(config_path).is_file():
+            parser.error(f"--config {config_path}: file not found")
+        try:
+            config = yaml.safe_load(Path(config_path).read_text())
+        except yaml.YAMLError as err:
+            parser.error(f"--config {config_path}: not valid YAML ({err})")
+        data = config.get("data") if isinstance(config, dict) else None
+        if data is None:
+            parser.error(f"--config {config_path}: no data: section")
+        parser.set_defaults(data=data)
+    cfg = parser.parse_args(args)
+    if cfg.data is None:
+        parser.error("give the data module with --config <training config> or --data.class_path ...")
+    if cfg.batch_size is not None:
+        if cfg.batch_size < 1:
+            parser.error(f"--batch_size: expected a positive integer, got {cfg.batch_size}")
+        cfg.data.init_args.batch_size = cfg.batch_size
+    if cfg.dpi < 10:
+        parser.error(f"--dpi: expected at least 10, got {cfg.dpi}")
+    return cfg, parser.instantiate_classes(cfg).data
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> the GPU when one is available, else the CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device: {err}") from err
+
+
+def split_loader(datamodule: pl.LightningDataModule, split: Split) -> DataLoader:
+    """The data module's loader for ``split`` (``val`` is the evaluation split of the fit stage)."""
+    datamodule.setup("test" if split == "test" else "fit")
+    loaders = {
+        "train": datamodule.train_dataloader,
+        "val": datamodule.val_dataloader,
+        "test": datamodule.test_dataloader,
+    }
+    return loaders[split]()
+
+
+def label_names(datamodule: pl.LightningDataModule | None, num_classes: int | None = None) -> list[str] | None:
+    """The data module's class names, when it has them (and, if given, ``num_classes`` of them)."""
+    try:
+        names = getattr(datamodule, "label_names", None)
+    except NotImplementedError:
+        return None
+    if names is None or (num_classes is not None and len(names) != num_classes):
+        return None
+    return [str(name) for name in names]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write`` on a temporary file next to ``path``, then move it over ``path`` (readers never see
+    half a file); the file gets the usual permissions (``0o666`` minus the umask)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``figure`` to ``path`` as a PNG, atomically."""
+    return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi))

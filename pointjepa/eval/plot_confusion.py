@@ -1,0 +1,80 @@
+r"""Confusion matrix of a fine-tuned classification checkpoint on a data module's split, as a PNG.
+
+    python -m pointjepa.eval.plot_confusion --ckpt artifacts/<run>/checkpoints/last.ckpt \
+        --config configs/Point-JEPA/classification/modelnet40.yaml --output confusion.png [--normalize true]
+
+The data module comes from a training config's ``data:`` section (``--config``) and/or ``--data``
+options (``--data.class_path ... --data.init_args.data_dir ...``). Rows are the true classes,
+columns the predictions of the plain evaluation pass (FPS subsampling, validation transforms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import torch
+from matplotlib.figure import Figure
+from torchmetrics.classification import MulticlassConfusionMatrix
+from tqdm.auto import tqdm
+
+from pointjepa.eval._cli_common import build_parser, label_names, parse_with_data, pick_device, save_png, split_loader
+from pointjepa.eval.plots import confusion_matrix_figure
+from pointjepa.eval.voting import load_classifier
+from pointjepa.models.classification import PointJepaClassification
+
+Normalize = Literal["none", "true", "pred", "all"]
+
+
+@torch.no_grad()
+def confusion_matrix(
+    model: PointJepaClassification,
+    batches: Iterable,
+    device: torch.device,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Predictions of ``model`` on ``(points (B, N, 3), labels (B,), ...)`` batches -> confusion counts (K, K)
+    (rows: true class, columns: prediction)."""
+    metric = MulticlassConfusionMatrix(model.num_classes).to(device)
+    for batch in tqdm(batches, desc="predicting", disable=not progress, leave=False):
+        points, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        metric.update(model(model.prepare(points, train=False)), labels.reshape(-1))
+    return metric.compute().cpu()
+
+
+def confusion_figure(
+    counts: torch.Tensor, names: Sequence[str] | None, title: str, normalize: Normalize = "none"
+) -> Figure:
+    """Confusion counts (K, K) -> figure titled with ``title`` and the overall accuracy; ``normalize``
+    shows shares of each true class (rows), of each prediction (columns) or of all clouds."""
+    accuracy = float(counts.diagonal().sum() / counts.sum().clamp_min(1))
+    shown = counts
+    if normalize != "none":
+        dims = {"true": 1, "pred": 0, "all": (0, 1)}[normalize]
+        shown = counts / counts.sum(dim=dims, keepdim=True).clamp_min(1)
+    figure = confusion_matrix_figure(shown, names)
+    figure.axes[0].set_title(f"{title}: accuracy {100 * accuracy:.2f}% ({int(counts.sum())} clouds)")
+    figure.tight_layout()
+    return figure
+
+
+def main(args: Sequence[str] | None = None) -> Path:
+    """Run the command on ``args`` (default: the command line) -> the PNG written."""
+    parser = build_parser(__doc__, "python -m pointjepa.eval.plot_confusion", "confusion_matrix.png")
+    parser.add_argument(
+        "--normalize", type=Normalize, default="none", help="normalise over true classes (rows), predictions or all"
+    )
+    cfg, datamodule = parse_with_data(parser, args)
+    device = pick_device(cfg.device)
+    loader = split_loader(datamodule, cfg.split)
+    model = load_classifier(cfg.ckpt, datamodule.num_classes, vote_num=1, device=device)
+    counts = confusion_matrix(model, loader, device, progress=True)
+    title = f"{Path(cfg.ckpt).name}, {cfg.split} split"
+    figure = confusion_figure(counts, label_names(datamodule, model.num_classes), title, cfg.normalize)
+    return save_png(figure, cfg.output, cfg.dpi)
+
+
+if __name__ == "__main__":
+    from pointjepa.utils.cli import run_cli
+
+    run_cli(lambda: print(f"wrote {main()}"))
