@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, LRScheduler, SequentialLR
 
 
 def warmup_cosine_schedule(
@@ -12,13 +14,27 @@ def warmup_cosine_schedule(
     """Per-epoch schedule: linear from ``warmup_start_lr`` at epoch 0 to the base lr at epoch
     ``warmup_epochs - 1``, then cosine from the base lr at ``warmup_epochs`` to ``eta_min`` at ``max_epochs``.
 
-    This is the schedule of pl_bolts' ``LinearWarmupCosineAnnealingLR`` used by the original.
+    This is the schedule of pl_bolts' ``LinearWarmupCosineAnnealingLR`` used by the original: every
+    parameter group warms up from ``warmup_start_lr`` to its own base lr.
     """
     if warmup_epochs < 0 or max_epochs < 1:
         raise ValueError(f"lr schedule: expected warmup_epochs >= 0 and max_epochs >= 1, got {warmup_epochs}, {max_epochs}")
-    base_lr = optimizer.param_groups[0]["lr"]
     cosine = CosineAnnealingLR(optimizer, T_max=max(1, max_epochs - warmup_epochs), eta_min=eta_min)
     if warmup_epochs <= 1:
         return cosine
-    warmup = LinearLR(optimizer, start_factor=warmup_start_lr / base_lr, end_factor=1.0, total_iters=warmup_epochs - 1)
+    base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+    warmup: LRScheduler
+    if len(set(base_lrs)) == 1:  # one base lr: LinearLR, whose state older checkpoints hold
+        warmup = LinearLR(optimizer, warmup_start_lr / base_lrs[0], end_factor=1.0, total_iters=warmup_epochs - 1)
+    else:
+        warmup = LambdaLR(optimizer, [_linear_factor(warmup_start_lr / lr, warmup_epochs - 1) for lr in base_lrs])
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_epochs])
+
+
+def _linear_factor(start: float, total: int) -> Callable[[int], float]:
+    """Epoch -> lr factor rising linearly from ``start`` at 0 to 1 at ``total``."""
+
+    def factor(epoch: int) -> float:
+        return start + (1.0 - start) * min(epoch, total) / total
+
+    return factor

@@ -90,7 +90,7 @@ def load_backbone(
     """
     state = backbone_state_dict(load_checkpoint(path))
     ignored = tuple(f"encoder.blocks.{i}." for i in ignore_encoder_layers)
-    state = {k: v for k, v in state.items() if not k.startswith(ignored) or not ignored}
+    state = {k: v for k, v in state.items() if not k.startswith(ignored)}
     own = module.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:

@@ -1,0 +1,117 @@
+"""Public API for embeddings: ``load_encoder(path)`` -> module mapping clouds (B, N, 3) to features (B, 2C)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from torch import nn
+
+from pointjepa.modules.backbone import build_backbone, pooled_features
+from pointjepa.modules.transforms import build_transforms
+from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.utils.pretrained import EXTRA_KEYS, backbone_state_dict
+
+#: Tokenizer and attention settings of Point-MAE / Point-BERT, used when a checkpoint has no hyper-parameters.
+DEFAULT_NUM_GROUPS, DEFAULT_GROUP_SIZE, DEFAULT_HEADS = 64, 32, 6
+
+
+class PointEncoder(nn.Module):
+    """Pretrained backbone as a feature extractor (the SVM probe's features).
+
+    ``forward(points (B, N, 3)) -> (B, 2C)``: center and scale each cloud to the unit sphere, tokenize,
+    encode, then concatenate the max and the mean over tokens. Build it with ``load_encoder``.
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        group_size: int,
+        group_radius: float | None,
+        dim: int,
+        depth: int,
+        heads: int,
+        add_pos_at_every_layer: bool = True,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        backbone = build_backbone(
+            num_groups=num_groups,
+            group_size=group_size,
+            group_radius=group_radius,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            add_pos_at_every_layer=add_pos_at_every_layer,
+            qkv_bias=qkv_bias,
+        )
+        self.transforms = build_transforms(["center", "unit_sphere"])
+        self.tokenizer = backbone.tokenizer
+        self.positional_encoding = backbone.positional_encoding
+        self.encoder = backbone.encoder
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """points (B, N, 3), N >= num_groups -> features (B, 2C)."""
+        tokens, centers = self.tokenizer(self.transforms(points))
+        return pooled_features(self.encoder(tokens, self.positional_encoding(centers)).last_hidden_state)
+
+
+def _architecture(checkpoint: dict, state: dict[str, torch.Tensor], path: str | os.PathLike) -> dict:
+    """Backbone sizes from the checkpoint's hyper-parameters, else inferred from the tensor shapes."""
+    if "encoder.norm.weight" not in state:
+        raise CheckpointError(f"{path}: no encoder.norm weights, cannot tell the encoder width")
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.blocks\.(\d+)\.", k))}
+    inferred = dict(
+        dim=state["encoder.norm.weight"].shape[0],
+        depth=max(blocks) + 1 if blocks else 0,
+        qkv_bias="encoder.blocks.0.attn.qkv.bias" in state,
+        num_groups=DEFAULT_NUM_GROUPS,
+        group_size=DEFAULT_GROUP_SIZE,
+        group_radius=None,
+        heads=DEFAULT_HEADS,
+        add_pos_at_every_layer=True,
+    )
+    hparams = checkpoint.get("hyper_parameters") or {}
+    names = dict(
+        num_groups="tokenizer_num_groups",
+        group_size="tokenizer_group_size",
+        group_radius="tokenizer_group_radius",
+        dim="encoder_dim",
+        depth="encoder_depth",
+        heads="encoder_heads",
+        add_pos_at_every_layer="encoder_add_pos_at_every_layer",
+    )
+    return {arg: hparams.get(key, inferred[arg]) for arg, key in names.items()} | {"qkv_bias": inferred["qkv_bias"]}
+
+
+def load_encoder(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    num_groups: int | None = None,
+    group_size: int | None = None,
+    heads: int | None = None,
+) -> PointEncoder:
+    """Load a pretrained or fine-tuned backbone as an eval-mode ``PointEncoder`` on ``device``.
+
+    Accepts our pretraining and classification checkpoints, the original Point-JEPA and Point2Vec
+    Lightning checkpoints, and Point-MAE / Point-BERT ``base_model`` checkpoints. Sizes come from the
+    checkpoint's hyper-parameters; without them, the width, depth and qkv bias are read off the tensor
+    shapes and the tokenizer and heads default to Point-MAE's 64 groups of 32 points and 6 heads
+    (override with ``num_groups``, ``group_size``, ``heads``).
+
+    Raises ``CheckpointError`` for unreadable files, unknown layouts, and weights that are missing or
+    do not fit (naming the parameter).
+    """
+    checkpoint = load_checkpoint(path)
+    state = backbone_state_dict(checkpoint)
+    arch = _architecture(checkpoint, state, path)
+    overrides = dict(num_groups=num_groups, group_size=group_size, heads=heads)
+    arch.update({k: v for k, v in overrides.items() if v is not None})
+    encoder = PointEncoder(**arch)
+    weights = {k: v for k, v in state.items() if k not in EXTRA_KEYS}
+    try:
+        encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the backbone weights do not fit a {arch} encoder: {err}") from err
+    return encoder.to(device).eval()

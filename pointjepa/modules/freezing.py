@@ -1,0 +1,116 @@
+"""Layer freezing and scheduled unfreezing for fine-tuning, as a pure function of the epoch.
+
+The schedule says, for any epoch, which parts are trainable; applying it every epoch is
+idempotent, so a resumed run ends up in the same state as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """Which backbone parts take gradient updates in one epoch."""
+
+    tokenizer: bool
+    positional_encoding: bool
+    encoder_blocks: frozenset[int]
+    encoder_norm: bool
+
+
+def _block_indices(layers: Sequence[int], depth: int, option: str) -> list[int]:
+    bad = [i for i in layers if not -depth <= i < depth]
+    if bad:
+        raise ValueError(f"{option}: expected encoder block indices in [-{depth}, {depth}), got {list(layers)}")
+    return [i % depth for i in layers]
+
+
+@dataclass(frozen=True)
+class UnfreezeSchedule:
+    """The original's freezing options (SPEC §5).
+
+    Args:
+        depth: number of encoder blocks.
+        encoder_unfreeze_epoch: first epoch at which the encoder trains (0: from the start).
+        encoder_freeze_layers: freeze only these blocks (instead of the whole encoder) until unfrozen.
+        encoder_unfreeze_layers: unfreeze only these blocks (instead of the whole encoder).
+        encoder_unfreeze_stepwise: unfreeze ``stepwise_num_layers`` blocks at a time, the last block
+            first, at evenly spaced epochs from ``encoder_unfreeze_epoch`` to ``max_epochs``; the final
+            norm trains from the first step on.
+        encoder_unfreeze_stepwise_num_layers: blocks per step.
+        tokenizer_unfreeze_epoch: first epoch at which the tokenizer trains.
+        positional_encoding_unfreeze_epoch: first epoch at which the positional encoding trains.
+    """
+
+    depth: int
+    encoder_unfreeze_epoch: int = 0
+    encoder_freeze_layers: tuple[int, ...] | None = None
+    encoder_unfreeze_layers: tuple[int, ...] | None = None
+    encoder_unfreeze_stepwise: bool = False
+    encoder_unfreeze_stepwise_num_layers: int = 2
+    tokenizer_unfreeze_epoch: int = 0
+    positional_encoding_unfreeze_epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.encoder_freeze_layers is not None and self.encoder_unfreeze_stepwise:
+            raise ValueError("encoder_freeze_layers cannot be combined with encoder_unfreeze_stepwise: true")
+        if self.encoder_unfreeze_stepwise_num_layers < 1:
+            raise ValueError(
+                f"encoder_unfreeze_stepwise_num_layers: expected >= 1, got {self.encoder_unfreeze_stepwise_num_layers}"
+            )
+        for option in ("encoder_unfreeze_epoch", "tokenizer_unfreeze_epoch", "positional_encoding_unfreeze_epoch"):
+            if getattr(self, option) < 0:
+                raise ValueError(f"{option}: expected an epoch >= 0, got {getattr(self, option)}")
+        for option in ("encoder_freeze_layers", "encoder_unfreeze_layers"):
+            layers = getattr(self, option)
+            if layers is not None:
+                _block_indices(layers, self.depth, option)
+
+    def _unfrozen_blocks(self, epoch: int, max_epochs: int) -> tuple[set[int], bool]:
+        """Blocks released by the unfreeze schedule at ``epoch``, and whether the whole encoder is."""
+        if epoch < self.encoder_unfreeze_epoch:
+            return set(), False
+        if self.encoder_unfreeze_layers is not None:
+            order = _block_indices(self.encoder_unfreeze_layers, self.depth, "encoder_unfreeze_layers")
+        else:
+            order = list(range(self.depth))
+        if not self.encoder_unfreeze_stepwise:
+            return set(order), self.encoder_unfreeze_layers is None
+        num_steps = -(-len(order) // self.encoder_unfreeze_stepwise_num_layers)
+        interval = max(1, (max_epochs - self.encoder_unfreeze_epoch) // num_steps)
+        steps_done = (epoch - self.encoder_unfreeze_epoch) // interval + 1
+        count = min(len(order), steps_done * self.encoder_unfreeze_stepwise_num_layers)
+        return set(order[::-1][:count]), False
+
+    def trainable(self, epoch: int, max_epochs: int) -> Trainable:
+        """What trains in ``epoch`` of a run of ``max_epochs``."""
+        unfrozen, whole_encoder = self._unfrozen_blocks(epoch, max_epochs)
+        if self.encoder_freeze_layers is not None:
+            frozen = set(_block_indices(self.encoder_freeze_layers, self.depth, "encoder_freeze_layers"))
+            norm = True
+        else:
+            frozen = set(range(self.depth))
+            norm = whole_encoder or (self.encoder_unfreeze_stepwise and bool(unfrozen))
+        if whole_encoder:
+            unfrozen = set(range(self.depth))
+        return Trainable(
+            tokenizer=epoch >= self.tokenizer_unfreeze_epoch,
+            positional_encoding=epoch >= self.positional_encoding_unfreeze_epoch,
+            encoder_blocks=frozenset(set(range(self.depth)) - (frozen - unfrozen)),
+            encoder_norm=norm,
+        )
+
+
+def apply_trainable(
+    trainable: Trainable, tokenizer: nn.Module, positional_encoding: nn.Module, blocks: nn.ModuleList, norm: nn.Module
+) -> None:
+    """Set ``requires_grad`` of the backbone parts as ``trainable`` says."""
+    tokenizer.requires_grad_(trainable.tokenizer)
+    positional_encoding.requires_grad_(trainable.positional_encoding)
+    for i, block in enumerate(blocks):
+        block.requires_grad_(i in trainable.encoder_blocks)
+    norm.requires_grad_(trainable.encoder_norm)

@@ -1,0 +1,1 @@
+"""Downstream task entry points: ``python -m pointjepa.tasks.<task> fit -c <config>``."""

@@ -1,0 +1,18 @@
+r"""Classification fine-tuning CLI.
+
+    python -m pointjepa.tasks.classification fit -c configs/Point-JEPA/classification/modelnet40.yaml \
+        --model.pretrained_ckpt_path artifacts/<run>/checkpoints/last.ckpt
+"""
+
+from pointjepa.models.classification import PointJepaClassification
+from pointjepa.utils.cli import PointJepaCLI
+
+
+def main() -> None:
+    PointJepaCLI(
+        PointJepaClassification, monitor="val_acc", mode="max", link_num_classes=True, wandb_group="classification"
+    )
+
+
+if __name__ == "__main__":
+    main()

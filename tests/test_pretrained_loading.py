@@ -1,0 +1,147 @@
+"""pretrained_ckpt_path: every checkpoint layout loads into PointJepaClassification, misfits are refused."""
+
+import logging
+
+import pytest
+import torch
+
+from pointjepa.models.classification import PointJepaClassification
+from pointjepa.models.point_jepa import PointJepa
+from pointjepa.utils.checkpoint import CheckpointError
+from tests.fakeckpt import LAYOUTS, tiny_backbone_state, write_checkpoint
+
+CLS_TINY = dict(
+    num_classes=5,
+    num_points=64,
+    tokenizer_num_groups=8,
+    tokenizer_group_size=4,
+    encoder_dim=32,
+    encoder_depth=2,
+    encoder_heads=4,
+    cls_head_dim=16,
+)
+
+
+def classifier(**overrides) -> PointJepaClassification:
+    return PointJepaClassification(**{**CLS_TINY, **overrides})
+
+
+def assert_backbone_equal(
+    model: torch.nn.Module, backbone: dict[str, torch.Tensor], skip: tuple[str, ...] = ()
+) -> None:
+    own = model.state_dict()
+    for key, value in backbone.items():
+        if not key.startswith(skip):
+            assert torch.equal(own[key], value), key
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_loads_the_backbone_and_keeps_the_head(tmp_path, layout, caplog):
+    qkv_bias = layout not in ("point_mae", "point_bert")  # Point-MAE / Point-BERT attention has no qkv bias
+    backbone = tiny_backbone_state(qkv_bias=qkv_bias)
+    path = write_checkpoint(tmp_path / f"{layout}.ckpt", layout, backbone)
+    model = classifier(encoder_qkv_bias=qkv_bias, cls_head_pooling="mean+max+cls_token")
+    head_before = {k: v.clone() for k, v in model.cls_head.state_dict().items()}
+
+    with caplog.at_level(logging.INFO):
+        model.load_pretrained(str(path))
+
+    assert_backbone_equal(model, backbone)
+    assert all(torch.equal(model.cls_head.state_dict()[k], v) for k, v in head_before.items())
+    summaries = [r.getMessage() for r in caplog.records if "Pretrained weights from" in r.getMessage()]
+    assert len(summaries) == 1 and "missing backbone keys: none" in summaries[0]
+    if layout == "point_bert":  # its class token and position are loaded (squeezed to (C,))
+        source = torch.load(path, weights_only=False)["base_model"]
+        assert torch.equal(model.cls_token, source["module.transformer_q.cls_token"].reshape(-1))
+        assert torch.equal(model.cls_pos, source["module.transformer_q.cls_pos"].reshape(-1))
+
+
+def test_our_real_pretraining_checkpoint_loads_the_student(tmp_path):
+    pretrained = PointJepa(
+        tokenizer_num_groups=8,
+        tokenizer_group_size=4,
+        encoder_dim=32,
+        encoder_depth=2,
+        encoder_heads=4,
+        predictor_embed_dim=16,
+        predictor_depth=1,
+        predictor_heads=2,
+        target_layers=[1],
+        num_targets_per_sample=2,
+    )
+    path = tmp_path / "pretraining.ckpt"
+    torch.save({"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, path)
+    model = classifier()
+    model.load_pretrained(str(path))
+    for name, param in pretrained.student.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], param), name
+    assert torch.equal(
+        model.tokenizer.embedding.encoder.second_conv[3].weight,
+        pretrained.tokenizer.embedding.encoder.second_conv[3].weight,
+    )
+
+
+def test_missing_qkv_bias_is_reported_as_missing(tmp_path, caplog):
+    path = write_checkpoint(tmp_path / "mae.ckpt", "point_mae", tiny_backbone_state(qkv_bias=False))
+    with caplog.at_level(logging.INFO):
+        classifier(encoder_qkv_bias=True).load_pretrained(str(path))
+    assert "encoder.blocks.0.attn.qkv.bias" in caplog.text
+
+
+def test_shape_misfit_is_refused_naming_the_parameter(tmp_path):
+    path = write_checkpoint(tmp_path / "ours.ckpt", "ours", tiny_backbone_state())
+    model = classifier(encoder_dim=64)
+    with pytest.raises(CheckpointError, match=r"tokenizer\.embedding\.encoder\.second_conv\.3\.weight.*\(32, 512, 1\)"):
+        model.load_pretrained(str(path))
+
+
+def test_point_bert_with_256_dim_tokens_is_refused(tmp_path):
+    """Published Point-BERT tokens are 256-d with a reduce_dim projection our backbone does not have."""
+    backbone = tiny_backbone_state(qkv_bias=False)
+    backbone["tokenizer.embedding.encoder.second_conv.3.weight"] = torch.zeros(256, 512, 1)
+    backbone["tokenizer.embedding.encoder.second_conv.3.bias"] = torch.zeros(256)
+    path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
+    with pytest.raises(CheckpointError, match="second_conv.3.weight"):
+        classifier(encoder_qkv_bias=False).load_pretrained(str(path))
+
+
+def test_ignored_encoder_layers_keep_their_initialisation(tmp_path):
+    backbone = tiny_backbone_state()
+    path = write_checkpoint(tmp_path / "ours.ckpt", "ours", backbone)
+    model = classifier(pretrained_ckpt_ignore_encoder_layers=[1])
+    block1_before = {k: v.clone() for k, v in model.encoder.blocks[1].state_dict().items()}
+    model.load_pretrained(str(path))
+    assert_backbone_equal(model, backbone, skip=("encoder.blocks.1.",))
+    assert all(torch.equal(model.encoder.blocks[1].state_dict()[k], v) for k, v in block1_before.items())
+
+
+def test_pretrained_weights_are_loaded_at_fit_setup_only(tmp_path):
+    backbone = tiny_backbone_state()
+    path = write_checkpoint(tmp_path / "ours.ckpt", "ours", backbone)
+    model = classifier(pretrained_ckpt_path=str(path))
+    assert not torch.equal(
+        model.encoder.blocks[0].attn.qkv.weight, backbone["encoder.blocks.0.attn.qkv.weight"]
+    )  # not in __init__
+    model.setup("validate")
+    assert not torch.equal(model.encoder.blocks[0].attn.qkv.weight, backbone["encoder.blocks.0.attn.qkv.weight"])
+    model.setup("fit")
+    assert_backbone_equal(model, backbone)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"garbage", "not a readable"),
+        ({"weights": {}}, "unknown checkpoint layout"),
+    ],
+)
+def test_bad_checkpoint_files_give_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.ckpt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(CheckpointError, match=message):
+        classifier().load_pretrained(str(path))
