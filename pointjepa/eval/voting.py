@@ -113,4 +113,6 @@ def main(args: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pointjepa.utils.cli import run_cli
+
+    run_cli(main)

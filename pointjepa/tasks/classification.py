@@ -5,14 +5,20 @@ r"""Classification fine-tuning CLI.
 """
 
 from pointjepa.models.classification import PointJepaClassification
-from pointjepa.utils.cli import PointJepaCLI
+from pointjepa.utils.cli import PointJepaCLI, run_cli
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """Run the classification CLI on ``args`` (default: the command line)."""
     PointJepaCLI(
-        PointJepaClassification, monitor="val_acc", mode="max", link_num_classes=True, wandb_group="classification"
+        PointJepaClassification,
+        monitor="val_acc",
+        mode="max",
+        link_num_classes=True,
+        wandb_group="classification",
+        args=args,
     )
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
