@@ -13,10 +13,10 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from pointjepa.modules.backbone import build_backbone
+from pointjepa.modules.backbone import backbone_from_hparams
 from pointjepa.modules.cls_head import HeadKind, Pooling, build_cls_head, pool_tokens, pooled_dim, uses_cls_token
 from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
-from pointjepa.modules.transforms import build_transforms
+from pointjepa.modules.transforms import build_task_transforms, build_transforms, transform_kwargs
 from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.optim import warmup_cosine_schedule
 from pointjepa.utils.pretrained import load_backbone
@@ -157,33 +157,9 @@ class PointJepaClassification(pl.LightningModule):
         if not 0.0 <= loss_label_smoothing < 1.0:
             raise ValueError(f"loss_label_smoothing: expected a value in [0, 1), got {loss_label_smoothing}")
 
-        transform_args = dict(
-            subsample_points=num_points,
-            scale_min=transformation_scale_min,
-            scale_max=transformation_scale_max,
-            scale_symmetries=transformation_scale_symmetries,
-            rotate_dims=transformation_rotate_dims,
-            rotate_degs=transformation_rotate_degs,
-            translate=transformation_translate,
-            height_normalize_dim=transformation_height_normalize_dim,
-        )
-        self.train_transformations = build_transforms(train_transformations, **transform_args)
-        self.val_transformations = build_transforms(val_transformations, **transform_args)
-        self.vote_augmentation = build_transforms(["scale", "translate"], **transform_args)
-
-        backbone = build_backbone(
-            num_groups=tokenizer_num_groups,
-            group_size=tokenizer_group_size,
-            group_radius=tokenizer_group_radius,
-            dim=encoder_dim,
-            depth=encoder_depth,
-            heads=encoder_heads,
-            dropout=encoder_dropout,
-            attention_dropout=encoder_attention_dropout,
-            drop_path_rate=encoder_drop_path_rate,
-            add_pos_at_every_layer=encoder_add_pos_at_every_layer,
-            qkv_bias=encoder_qkv_bias,
-        )
+        self.train_transformations, self.val_transformations = build_task_transforms(self.hparams, num_points)
+        self.vote_augmentation = build_transforms(["scale", "translate"], **transform_kwargs(self.hparams, num_points))
+        backbone = backbone_from_hparams(self.hparams)
         self.tokenizer = backbone.tokenizer
         self.positional_encoding = backbone.positional_encoding
         self.encoder = backbone.encoder

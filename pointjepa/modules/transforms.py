@@ -158,10 +158,9 @@ def build_transforms(
     return nn.Sequential(*(factories[name]() for name in names))
 
 
-def build_task_transforms(hparams: Mapping[str, Any], subsample_points: int = 1024) -> tuple[nn.Sequential, nn.Sequential]:
-    """(train, val) transforms from a task's ``train_transformations``/``val_transformations`` and
-    ``transformation_*`` config keys; ``subsample_points`` sizes the ``subsample`` transform."""
-    args = dict(
+def transform_kwargs(hparams: Mapping[str, Any], subsample_points: int = 1024) -> dict[str, Any]:
+    """``build_transforms`` keyword arguments from a task's ``transformation_*`` config keys."""
+    return dict(
         subsample_points=subsample_points,
         scale_min=hparams["transformation_scale_min"],
         scale_max=hparams["transformation_scale_max"],
@@ -171,4 +170,10 @@ def build_task_transforms(hparams: Mapping[str, Any], subsample_points: int = 10
         translate=hparams["transformation_translate"],
         height_normalize_dim=hparams["transformation_height_normalize_dim"],
     )
+
+
+def build_task_transforms(hparams: Mapping[str, Any], subsample_points: int = 1024) -> tuple[nn.Sequential, nn.Sequential]:
+    """(train, val) transforms from a task's ``train_transformations``/``val_transformations`` and
+    ``transformation_*`` config keys; ``subsample_points`` sizes the ``subsample`` transform."""
+    args = transform_kwargs(hparams, subsample_points)
     return build_transforms(hparams["train_transformations"], **args), build_transforms(hparams["val_transformations"], **args)

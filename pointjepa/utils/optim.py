@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, SequentialLR
 
 
 def warmup_cosine_schedule(
@@ -23,11 +23,7 @@ def warmup_cosine_schedule(
     if warmup_epochs <= 1:
         return cosine
     base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-    warmup: LRScheduler
-    if len(set(base_lrs)) == 1:  # one base lr: LinearLR, whose state older checkpoints hold
-        warmup = LinearLR(optimizer, warmup_start_lr / base_lrs[0], end_factor=1.0, total_iters=warmup_epochs - 1)
-    else:
-        warmup = LambdaLR(optimizer, [_linear_factor(warmup_start_lr / lr, warmup_epochs - 1) for lr in base_lrs])
+    warmup = LambdaLR(optimizer, [_linear_factor(warmup_start_lr / lr, warmup_epochs - 1) for lr in base_lrs])
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_epochs])
 
 
