@@ -34,6 +34,7 @@ class PointEncoder(nn.Module):
         heads: int,
         add_pos_at_every_layer: bool = True,
         qkv_bias: bool = True,
+        tokenizer_embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
         backbone = build_backbone(
@@ -45,6 +46,7 @@ class PointEncoder(nn.Module):
             heads=heads,
             add_pos_at_every_layer=add_pos_at_every_layer,
             qkv_bias=qkv_bias,
+            tokenizer_embedding_dim=tokenizer_embedding_dim,
         )
         self.transforms = build_transforms(["center", "unit_sphere"])
         self.tokenizer = backbone.tokenizer
@@ -62,10 +64,12 @@ def _architecture(checkpoint: dict, state: dict[str, torch.Tensor], path: str | 
     if "encoder.norm.weight" not in state:
         raise CheckpointError(f"{path}: no encoder.norm weights, cannot tell the encoder width")
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.blocks\.(\d+)\.", k))}
+    projection = state.get("tokenizer.projection.weight")
     inferred = dict(
         dim=state["encoder.norm.weight"].shape[0],
         depth=max(blocks) + 1 if blocks else 0,
         qkv_bias="encoder.blocks.0.attn.qkv.bias" in state,
+        tokenizer_embedding_dim=None if projection is None else projection.shape[1],
         num_groups=DEFAULT_NUM_GROUPS,
         group_size=DEFAULT_GROUP_SIZE,
         group_radius=None,
@@ -82,7 +86,8 @@ def _architecture(checkpoint: dict, state: dict[str, torch.Tensor], path: str | 
         heads="encoder_heads",
         add_pos_at_every_layer="encoder_add_pos_at_every_layer",
     )
-    return {arg: hparams.get(key, inferred[arg]) for arg, key in names.items()} | {"qkv_bias": inferred["qkv_bias"]}
+    shapes_only = {k: inferred[k] for k in ("qkv_bias", "tokenizer_embedding_dim")}
+    return {arg: hparams.get(key, inferred[arg]) for arg, key in names.items()} | shapes_only
 
 
 def load_encoder(
@@ -96,7 +101,8 @@ def load_encoder(
 
     Accepts our pretraining and classification checkpoints, the original Point-JEPA and Point2Vec
     Lightning checkpoints, and Point-MAE / Point-BERT ``base_model`` checkpoints. Sizes come from the
-    checkpoint's hyper-parameters; without them, the width, depth and qkv bias are read off the tensor
+    checkpoint's hyper-parameters; without them, the width, depth, qkv bias and Point-BERT's 256-d
+    tokens (with their projection) are read off the tensor
     shapes and the tokenizer and heads default to Point-MAE's 64 groups of 32 points and 6 heads
     (override with ``num_groups``, ``group_size``, ``heads``).
 

@@ -14,16 +14,21 @@ import torch
 
 from pointjepa.modules.backbone import build_backbone
 
-Layout = Literal["ours", "original", "point2vec", "point_mae", "point_bert"]
-LAYOUTS: tuple[Layout, ...] = ("ours", "original", "point2vec", "point_mae", "point_bert")
+Layout = Literal["ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned"]
+LAYOUTS: tuple[Layout, ...] = ("ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned")
+#: Layouts of Point-MAE / Point-BERT: no qkv bias, no hyper-parameters in the checkpoint.
+BASE_MODEL_LAYOUTS: tuple[Layout, ...] = ("point_mae", "point_bert", "point_bert_finetuned")
 TINY = dict(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
 HPARAMS = dict(tokenizer_num_groups=8, tokenizer_group_size=4, encoder_dim=32, encoder_depth=2, encoder_heads=4)
 
 
-def tiny_backbone_state(seed: int = 0, qkv_bias: bool = True) -> dict[str, torch.Tensor]:
-    """A random tiny backbone (TINY sizes) under our downstream names, with non-trivial BN statistics."""
+def tiny_backbone_state(
+    seed: int = 0, qkv_bias: bool = True, tokenizer_embedding_dim: int | None = None
+) -> dict[str, torch.Tensor]:
+    """A random tiny backbone (TINY sizes) under our downstream names, with non-trivial BN statistics;
+    with ``tokenizer_embedding_dim`` its tokenizer has Point-BERT's projection (``tokenizer.projection``)."""
     torch.manual_seed(seed)
-    backbone = build_backbone(**TINY, qkv_bias=qkv_bias)
+    backbone = build_backbone(**TINY, qkv_bias=qkv_bias, tokenizer_embedding_dim=tokenizer_embedding_dim)
     modules = {
         "tokenizer": backbone.tokenizer,
         "positional_encoding": backbone.positional_encoding,
@@ -75,11 +80,16 @@ def layout_checkpoint(layout: Layout, backbone: dict[str, torch.Tensor]) -> dict
         return {"state_dict": state, "hyper_parameters": dict(HPARAMS)}
     prefixes = {
         "tokenizer.embedding.encoder.": "encoder.",
+        "tokenizer.projection.": "reduce_dim.",
         "positional_encoding.": "pos_embed.",
         "encoder.blocks.": "blocks.blocks.",
         "encoder.norm.": "norm.",
     }
     state = _rename(backbone, prefixes)
+    for conv in ("first_conv", "second_conv"):  # their pre-norm convolutions have a bias; ours fold it away
+        bias = torch.randn_like(state[f"encoder.{conv}.1.running_mean"])
+        state[f"encoder.{conv}.0.bias"] = bias
+        state[f"encoder.{conv}.1.running_mean"] = state[f"encoder.{conv}.1.running_mean"] + bias
     if layout == "point_mae":
         base = {f"module.MAE_encoder.{k}": v for k, v in state.items()}
         base |= {"module.mask_token": torch.zeros(1, 1, dim), "module.MAE_decoder.norm.weight": torch.ones(dim)}
@@ -88,11 +98,11 @@ def layout_checkpoint(layout: Layout, backbone: dict[str, torch.Tensor]) -> dict
             "module.increase_dim.0.weight": torch.zeros(96, dim, 1),
         }
         return {"base_model": base, "epoch": 300}
-    state |= {
-        "cls_token": torch.randn(1, 1, dim),
-        "cls_pos": torch.randn(1, 1, dim),
-        "lm_head.weight": torch.zeros(8, dim),
-    }
+    state |= {"cls_token": torch.randn(1, 1, dim), "cls_pos": torch.randn(1, 1, dim)}
+    if layout == "point_bert_finetuned":  # Point-BERT's fine-tuned model: no transformer_q, its own head
+        base = {f"module.{k}": v for k, v in state.items()}
+        return {"base_model": base | {"module.cls_head_finetune.0.weight": torch.zeros(256, 2 * dim)}}
+    state |= {"lm_head.weight": torch.zeros(8, dim)}
     base = {f"module.transformer_q.{k}": v for k, v in state.items()}
     base |= {"module.transformer_k.norm.weight": torch.ones(dim), "module.dvae.codebook": torch.zeros(8, 4)}
     return {"base_model": base}

@@ -12,7 +12,7 @@ from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.backbone import pooled_features
 from pointjepa.utils.checkpoint import CheckpointError
-from tests.fakeckpt import LAYOUTS, tiny_backbone_state, write_checkpoint
+from tests.fakeckpt import BASE_MODEL_LAYOUTS, LAYOUTS, tiny_backbone_state, write_checkpoint
 
 
 def reference_features(backbone: dict[str, torch.Tensor], points: torch.Tensor, qkv_bias: bool) -> torch.Tensor:
@@ -28,7 +28,7 @@ def reference_features(backbone: dict[str, torch.Tensor], points: torch.Tensor, 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_gives_the_probe_features(tmp_path, layout):
-    qkv_bias = layout not in ("point_mae", "point_bert")
+    qkv_bias = layout not in BASE_MODEL_LAYOUTS
     backbone = tiny_backbone_state(qkv_bias=qkv_bias)
     path = write_checkpoint(tmp_path / f"{layout}.ckpt", layout, backbone)
     # Point-MAE / Point-BERT checkpoints have no hyper-parameters: tell the tokenizer and head counts.
@@ -41,6 +41,19 @@ def test_every_layout_gives_the_probe_features(tmp_path, layout):
     assert not encoder.training
     assert features.shape == (3, 64)
     torch.testing.assert_close(features, expected)
+
+
+@pytest.mark.parametrize("layout", ["point_bert", "point_bert_finetuned"])
+def test_point_bert_256_dim_tokens_are_projected(tmp_path, layout):
+    backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
+    path = write_checkpoint(tmp_path / "bert.ckpt", layout, backbone)
+    encoder = load_encoder(path, num_groups=8, group_size=4, heads=4)
+    assert encoder.tokenizer.projection.weight.shape == (32, 48)
+    reference = PointEncoder(8, 4, None, 32, 2, 4, qkv_bias=False, tokenizer_embedding_dim=48)
+    reference.load_state_dict(backbone)
+    points = torch.randn(2, 100, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(points), reference.eval()(points))
 
 
 def test_shapes_are_inferred_without_hyper_parameters(tmp_path):

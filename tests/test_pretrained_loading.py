@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from pointjepa.models.classification import PointJepaClassification
+from pointjepa.models.part_segmentation import PointJepaPartSegmentation
 from pointjepa.models.point_jepa import PointJepa
+from pointjepa.modules.pointnet import PointNetSmall
 from pointjepa.utils.checkpoint import CheckpointError
-from tests.fakeckpt import LAYOUTS, tiny_backbone_state, write_checkpoint
+from pointjepa.utils.pretrained import load_backbone
+from tests.fakeckpt import BASE_MODEL_LAYOUTS, LAYOUTS, layout_checkpoint, tiny_backbone_state, write_checkpoint
 
 CLS_TINY = dict(
     num_classes=5,
@@ -32,12 +35,12 @@ def assert_backbone_equal(
     own = model.state_dict()
     for key, value in backbone.items():
         if not key.startswith(skip):
-            assert torch.equal(own[key], value), key
+            torch.testing.assert_close(own[key], value, msg=key)  # close: folded conv biases round
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_every_layout_loads_the_backbone_and_keeps_the_head(tmp_path, layout, caplog):
-    qkv_bias = layout not in ("point_mae", "point_bert")  # Point-MAE / Point-BERT attention has no qkv bias
+    qkv_bias = layout not in BASE_MODEL_LAYOUTS  # Point-MAE / Point-BERT attention has no qkv bias
     backbone = tiny_backbone_state(qkv_bias=qkv_bias)
     path = write_checkpoint(tmp_path / f"{layout}.ckpt", layout, backbone)
     model = classifier(encoder_qkv_bias=qkv_bias, cls_head_pooling="mean+max+cls_token")
@@ -50,10 +53,11 @@ def test_every_layout_loads_the_backbone_and_keeps_the_head(tmp_path, layout, ca
     assert all(torch.equal(model.cls_head.state_dict()[k], v) for k, v in head_before.items())
     summaries = [r.getMessage() for r in caplog.records if "Pretrained weights from" in r.getMessage()]
     assert len(summaries) == 1 and "missing backbone keys: none" in summaries[0]
-    if layout == "point_bert":  # its class token and position are loaded (squeezed to (C,))
+    if layout.startswith("point_bert"):  # its class token and position are loaded (squeezed to (C,))
         source = torch.load(path, weights_only=False)["base_model"]
-        assert torch.equal(model.cls_token, source["module.transformer_q.cls_token"].reshape(-1))
-        assert torch.equal(model.cls_pos, source["module.transformer_q.cls_pos"].reshape(-1))
+        prefix = "module.transformer_q." if layout == "point_bert" else "module."
+        assert torch.equal(model.cls_token, source[prefix + "cls_token"].reshape(-1))
+        assert torch.equal(model.cls_pos, source[prefix + "cls_pos"].reshape(-1))
 
 
 def test_our_real_pretraining_checkpoint_loads_the_student(tmp_path):
@@ -95,14 +99,65 @@ def test_shape_misfit_is_refused_naming_the_parameter(tmp_path):
         model.load_pretrained(str(path))
 
 
-def test_point_bert_with_256_dim_tokens_is_refused(tmp_path):
-    """Published Point-BERT tokens are 256-d with a reduce_dim projection our backbone does not have."""
-    backbone = tiny_backbone_state(qkv_bias=False)
-    backbone["tokenizer.embedding.encoder.second_conv.3.weight"] = torch.zeros(256, 512, 1)
-    backbone["tokenizer.embedding.encoder.second_conv.3.bias"] = torch.zeros(256)
+@pytest.mark.parametrize("layout", ["point_bert", "point_bert_finetuned"])
+def test_point_bert_256_dim_tokens_load_into_the_projection(tmp_path, layout):
+    """Published Point-BERT tokens are 256-d, then ``reduce_dim`` projects them to the encoder width."""
+    backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
+    assert backbone["tokenizer.projection.weight"].shape == (32, 48)
+    path = write_checkpoint(tmp_path / "bert.ckpt", layout, backbone)
+    model = classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=48)
+    model.load_pretrained(str(path))
+    assert_backbone_equal(model, backbone)
+    tokens, _ = model.tokenizer(torch.randn(2, 64, 3))
+    assert tokens.shape == (2, 8, 32)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_point_mae_conv_biases_fold_into_the_batch_norms(tmp_path, train):
+    """Point-MAE's mini-PointNet has biased convolutions before its batch norms; ours gives the same tokens."""
+    torch.manual_seed(0)
+    theirs = PointNetSmall(3, 32)
+    for seq in (theirs.first_conv, theirs.second_conv):
+        conv = seq[0]
+        seq[0] = torch.nn.Conv1d(conv.in_channels, conv.out_channels, 1)  # with a bias, as in Point-MAE
+        seq[1].running_mean.normal_()
+        seq[1].running_var.uniform_(0.5, 2.0)
+    checkpoint = layout_checkpoint("point_mae", tiny_backbone_state(qkv_bias=False))
+    checkpoint["base_model"] |= {f"module.MAE_encoder.encoder.{k}": v for k, v in theirs.state_dict().items()}
+    torch.save(checkpoint, tmp_path / "mae.pth")
+    model = classifier(encoder_qkv_bias=False)
+    model.load_pretrained(str(tmp_path / "mae.pth"))
+    ours = model.tokenizer.embedding.encoder
+    groups = torch.randn(10, 4, 3)
+    theirs.train(train), ours.train(train)
+    torch.testing.assert_close(ours(groups), theirs(groups))
+
+
+def test_point_bert_projection_without_tokenizer_embedding_dim_is_refused(tmp_path):
+    backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
     path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
-    with pytest.raises(CheckpointError, match="second_conv.3.weight"):
+    with pytest.raises(CheckpointError, match="set tokenizer_embedding_dim: 48"):
         classifier(encoder_qkv_bias=False).load_pretrained(str(path))
+
+
+def test_point_bert_tokens_of_another_width_are_refused_naming_the_parameter(tmp_path):
+    backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
+    path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
+    with pytest.raises(CheckpointError, match=r"second_conv\.3\.weight.*\(48, 512, 1\).*\(40, 512, 1\)"):
+        classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=40).load_pretrained(str(path))
+
+
+def test_part_segmentation_loads_point_bert_weights(tmp_path):
+    backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
+    path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
+    model = PointJepaPartSegmentation(
+        **{k: v for k, v in CLS_TINY.items() if k not in ("num_classes", "num_points", "cls_head_dim")},
+        seg_head_fetch_layers=[0, 1],
+        encoder_qkv_bias=False,
+        tokenizer_embedding_dim=48,
+    )
+    load_backbone(model, path)
+    assert_backbone_equal(model, backbone)
 
 
 def test_ignored_encoder_layers_keep_their_initialisation(tmp_path):

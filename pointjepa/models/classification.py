@@ -58,6 +58,9 @@ class PointJepaClassification(pl.LightningModule):
         tokenizer_num_groups: tokens per cloud.
         tokenizer_group_size: points per token group.
         tokenizer_group_radius: ball-query radius (null: kNN groups).
+        tokenizer_embedding_dim: mini-PointNet width when it differs from encoder_dim, then projected to
+            encoder_dim (256 for Point-BERT weights, whose ``reduce_dim`` loads into the projection);
+            null: the mini-PointNet makes encoder_dim tokens.
         tokenizer_unfreeze_epoch: first epoch at which the tokenizer trains.
         positional_encoding_unfreeze_epoch: first epoch at which the positional encoding trains.
         encoder_dim: token width C.
@@ -108,6 +111,7 @@ class PointJepaClassification(pl.LightningModule):
         tokenizer_num_groups: int = 64,
         tokenizer_group_size: int = 32,
         tokenizer_group_radius: float | None = None,
+        tokenizer_embedding_dim: int | None = None,
         tokenizer_unfreeze_epoch: int = 0,
         positional_encoding_unfreeze_epoch: int = 0,
         encoder_dim: int = 384,

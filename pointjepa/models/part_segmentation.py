@@ -34,6 +34,9 @@ class PointJepaPartSegmentation(pl.LightningModule):
 
     Args:
         tokenizer_*, encoder_*: backbone options, as in pretraining.
+        tokenizer_embedding_dim: mini-PointNet width when it differs from encoder_dim, then projected
+            to encoder_dim (256 for Point-BERT weights); null: encoder_dim tokens.
+        encoder_qkv_bias: bias on the qkv projection (false for Point-MAE / Point-BERT weights).
         encoder_unfreeze_epoch: the encoder blocks get no gradient before this epoch (with DDP and a
             value > 0, use a strategy with ``find_unused_parameters=True``).
         seg_head_fetch_layers: encoder blocks whose outputs feed the head.
@@ -57,6 +60,7 @@ class PointJepaPartSegmentation(pl.LightningModule):
         tokenizer_num_groups: int = 128,
         tokenizer_group_size: int = 32,
         tokenizer_group_radius: float | None = None,
+        tokenizer_embedding_dim: int | None = None,
         encoder_dim: int = 384,
         encoder_depth: int = 12,
         encoder_heads: int = 6,
@@ -64,6 +68,7 @@ class PointJepaPartSegmentation(pl.LightningModule):
         encoder_attention_dropout: float = 0.0,
         encoder_drop_path_rate: float = 0.2,
         encoder_add_pos_at_every_layer: bool = True,
+        encoder_qkv_bias: bool = True,
         encoder_unfreeze_epoch: int = 0,
         seg_head_fetch_layers: list[int] = [3, 7, 11],
         seg_head_dim: int = 512,

@@ -34,10 +34,12 @@ def build_backbone(
     drop_path_rate: float = 0.0,
     add_pos_at_every_layer: bool = True,
     qkv_bias: bool = True,
+    tokenizer_embedding_dim: int | None = None,
 ) -> Backbone:
-    """Tokenizer (mini-PointNet ``small``), positional MLP and ViT encoder with linear stochastic depth."""
+    """Tokenizer (mini-PointNet ``small``, projected to ``dim`` when ``tokenizer_embedding_dim`` differs),
+    positional MLP and ViT encoder with linear stochastic depth."""
     return Backbone(
-        tokenizer=PointcloudTokenizer(num_groups, group_size, group_radius, dim),
+        tokenizer=PointcloudTokenizer(num_groups, group_size, group_radius, dim, embedding_dim=tokenizer_embedding_dim),
         positional_encoding=positional_mlp(dim),
         encoder=TransformerEncoder(
             embed_dim=dim,
@@ -71,4 +73,5 @@ def backbone_from_hparams(hparams: Mapping[str, Any]) -> Backbone:
         drop_path_rate=hparams["encoder_drop_path_rate"],
         add_pos_at_every_layer=hparams["encoder_add_pos_at_every_layer"],
         qkv_bias=hparams.get("encoder_qkv_bias", True),
+        tokenizer_embedding_dim=hparams.get("tokenizer_embedding_dim"),
     )

@@ -56,7 +56,7 @@ class PointcloudGrouping(nn.Module):
 
 
 class PointcloudTokenizer(nn.Module):
-    """Grouping followed by a mini-PointNet per group.
+    """Grouping followed by a mini-PointNet per group (and, optionally, a linear projection).
 
     Args:
         num_groups: tokens per cloud T.
@@ -64,6 +64,9 @@ class PointcloudTokenizer(nn.Module):
         group_radius: ball-query radius, ``None`` for kNN.
         token_dim: token width C.
         embedding: ``small`` or ``large`` mini-PointNet.
+        embedding_dim: mini-PointNet output width when it differs from ``token_dim``; a
+            ``projection`` Linear(embedding_dim -> token_dim) follows (Point-BERT's 256-d
+            tokens and ``reduce_dim``). ``None``: the mini-PointNet makes ``token_dim`` tokens.
     """
 
     def __init__(
@@ -73,15 +76,22 @@ class PointcloudTokenizer(nn.Module):
         group_radius: float | None,
         token_dim: int,
         embedding: Literal["small", "large"] = "small",
+        embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
+        if embedding_dim is not None and embedding_dim < 1:
+            raise ValueError(f"tokenizer_embedding_dim: expected a positive width or null, got {embedding_dim}")
         self.token_dim = token_dim
         self.grouping = PointcloudGrouping(num_groups, group_size, group_radius)
-        self.embedding = PointNetEncoder(3, token_dim, embedding)
+        width = token_dim if embedding_dim is None else embedding_dim
+        self.embedding = PointNetEncoder(3, width, embedding)
+        self.projection = nn.Linear(width, token_dim) if width != token_dim else None
 
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """points (B, N, 3) -> tokens (B, T, C), centers (B, T, 3)."""
         groups, centers = self.grouping(points)
         B, T, K, _ = groups.shape
-        tokens = self.embedding(groups.reshape(B * T, K, 3)).reshape(B, T, self.token_dim)
+        tokens = self.embedding(groups.reshape(B * T, K, 3)).reshape(B, T, -1)
+        if self.projection is not None:
+            tokens = self.projection(tokens)
         return tokens, centers

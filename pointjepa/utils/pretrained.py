@@ -2,8 +2,10 @@
 
 Layouts: our own Lightning checkpoints (pretraining ``student.*`` or downstream ``encoder.*``), the
 original Point-JEPA and Point2Vec Lightning checkpoints, and Point-MAE / Point-BERT ``base_model``
-checkpoints. The result uses the downstream names ``tokenizer.*``, ``positional_encoding.*``,
-``encoder.*`` (plus ``cls_token`` / ``cls_pos`` where a layout has them).
+checkpoints (pretraining ``transformer_q.*`` or fine-tuned). The result uses the downstream names
+``tokenizer.*``, ``positional_encoding.*``, ``encoder.*`` (plus ``cls_token`` / ``cls_pos`` where a
+layout has them); Point-BERT's ``reduce_dim`` (256-d tokens -> encoder width) becomes
+``tokenizer.projection``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,27 @@ _POINT_BERT_RENAMES = (
     ("blocks.blocks.", "encoder.blocks."),
     ("norm.", "encoder.norm."),
     ("pos_embed.", "positional_encoding."),
+    ("reduce_dim.", "tokenizer.projection."),
     ("encoder.", "tokenizer.embedding."),
-    ("cls_token", "cls_token"),
-    ("cls_pos", "cls_pos"),
 )
+
+
+#: (conv bias, running mean of the batch norm right after it) in the mini-PointNet. Point-MAE and
+#: Point-BERT give these convolutions a bias, ours have none: a bias right before a batch norm only
+#: shifts its mean, so it is folded into the running mean (the same outputs in training and eval).
+_FOLDED_CONV_BIASES = tuple(
+    (f"tokenizer.embedding.encoder.{conv}.0.bias", f"tokenizer.embedding.encoder.{conv}.1.running_mean")
+    for conv in ("first_conv", "second_conv")
+)
+
+
+def _fold_conv_biases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Point-MAE / Point-BERT mini-PointNet tensors -> ours: pre-norm conv biases folded into the norms."""
+    state = dict(state)
+    for bias_key, mean_key in _FOLDED_CONV_BIASES:
+        if bias_key in state and mean_key in state:
+            state[mean_key] = state[mean_key] - state.pop(bias_key)
+    return state
 
 
 def _rename(key: str, renames: Iterable[tuple[str, str]]) -> str:
@@ -59,11 +78,10 @@ def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
         items = ((_rename(k, _LIGHTNING_RENAMES), v) for k, v in checkpoint["state_dict"].items())
     elif "base_model" in checkpoint:
         base = {k.removeprefix("module."): v for k, v in checkpoint["base_model"].items()}
-        if any(k.startswith("transformer_q.") for k in base):  # Point-BERT: the query encoder
+        if any(k.startswith("transformer_q.") for k in base):  # Point-BERT pretraining: the query encoder
             base = {k.removeprefix("transformer_q."): v for k, v in base.items() if k.startswith("transformer_q.")}
-            items = ((_rename(k, _POINT_BERT_RENAMES), v) for k, v in base.items())
-        else:
-            items = ((_rename(k, _POINT_MAE_RENAMES), v) for k, v in base.items())
+        renames = _POINT_MAE_RENAMES if any(k.startswith("MAE_encoder.") for k in base) else _POINT_BERT_RENAMES
+        items = ((_rename(k, renames), v) for k, v in base.items())
     else:
         raise CheckpointError(
             "unknown checkpoint layout: expected a Lightning checkpoint ('state_dict') or a Point-MAE / "
@@ -74,6 +92,8 @@ def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
         key = _nest_pointnet(key)
         if key.startswith(BACKBONE_PREFIXES) or key in EXTRA_KEYS:
             state[key] = value.squeeze(0).squeeze(0) if key in EXTRA_KEYS else value
+    if "base_model" in checkpoint:
+        state = _fold_conv_biases(state)
     if not any(k.startswith("encoder.") for k in state):
         raise CheckpointError("the checkpoint holds no encoder weights (no student.*, encoder.* or blocks.*)")
     return state
@@ -92,11 +112,17 @@ def load_backbone(
     ignored = tuple(f"encoder.blocks.{i}." for i in ignore_encoder_layers)
     state = {k: v for k, v in state.items() if not k.startswith(ignored)}
     own = module.state_dict()
+    if "tokenizer.projection.weight" in state and "tokenizer.projection.weight" not in own:
+        width = state["tokenizer.projection.weight"].shape[1]
+        raise CheckpointError(
+            f"{path}: the checkpoint's tokenizer makes {width}-d tokens projected to the encoder width "
+            f"(Point-BERT's reduce_dim); set tokenizer_embedding_dim: {width} to load it"
+        )
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
             raise CheckpointError(
                 f"{path}: parameter {key} has shape {tuple(value.shape)} in the checkpoint but "
-                f"{tuple(own[key].shape)} in the model (check encoder_dim / depth / tokenizer options)"
+                f"{tuple(own[key].shape)} in the model (check encoder_dim / depth / tokenizer options, e.g. tokenizer_embedding_dim)"
             )
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k.startswith(BACKBONE_PREFIXES)]
