@@ -8,17 +8,22 @@ from pathlib import Path
 from typing import Literal, Sequence, get_args
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
-from torch.utils.data import Dataset
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
 
 from pointjepa.datasets.base import DataError, PointCloudDataModule, require_path
+from pointjepa.datasets.device_loader import DeviceBatchLoader, shard_size
 from pointjepa.datasets.formats import PointCloudArrays, check_choice, check_labels, check_points, read_lines
+from pointjepa.datasets.loader import EpochShuffleSampler
 from pointjepa.datasets.synsets import SHAPENET55_LABEL_NAMES, SHAPENET55_LABELS, SHAPENET55_SYNSETS
 
 TrainSplit = Literal["train", "train_25", "train_50", "train_75"]
 ShapeNet55Split = Literal[TrainSplit, "test"]
 SPLITS: tuple[str, ...] = get_args(TrainSplit) + ("test",)
 NPZ_SPLITS: tuple[str, ...] = ("train", "test")
+InMemoryDevice = Literal["auto", "cpu", "cuda"]
 
 
 def npz_path(data_dir: str | Path, split: str) -> Path:
@@ -104,7 +109,16 @@ class ShapeNet55DataModule(PointCloudDataModule):
         drop_last: drop the last incomplete training batch.
         pin_memory: pin host memory for faster copies to the GPU.
         persistent_workers: keep workers alive between epochs.
+        in_memory_device: with ``in_memory``, where the arrays are served from. ``"cuda"``: uploaded
+            once per fit to the trainer's (CUDA) root device and batched there by a
+            ``DeviceBatchLoader`` (no per-step host work or copy); ``"cpu"``: host memory through a
+            ``DataLoader``; ``"auto"``: ``"cuda"`` when the root device is a GPU with more than twice
+            the arrays' size (train + test) free on every rank, else ``"cpu"``.
     """
+
+    # Tests set this to serve the in-memory arrays through ``DeviceBatchLoader`` from any device (CPU
+    # included), bypassing the ``in_memory_device`` choice.
+    _device_override: torch.device | None = None
 
     def __init__(
         self,
@@ -116,14 +130,21 @@ class ShapeNet55DataModule(PointCloudDataModule):
         drop_last: bool = True,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        in_memory_device: InMemoryDevice = "auto",
     ) -> None:
         check_choice("split", split, get_args(TrainSplit))
+        check_choice("in_memory_device", in_memory_device, get_args(InMemoryDevice))
         if in_memory and split != "train":
             raise ValueError(f"split: in_memory=True reads shapenet_train.npz, expected split='train', got {split!r}")
+        if in_memory_device == "cuda" and not in_memory:
+            raise ValueError("in_memory_device: 'cuda' serves the .npz arrays from the GPU, it needs in_memory=True")
         super().__init__(batch_size, 0 if in_memory else num_workers, drop_last, pin_memory, persistent_workers)
         self.data_dir = data_dir
         self.split = split
         self.in_memory = in_memory
+        self.in_memory_device = in_memory_device
+        self._serving: tuple[pl.Trainer | None, torch.device | None] | None = None  # (for trainer, device)
+        self._on_device: dict[bool, tuple[torch.device, torch.Tensor, torch.Tensor]] = {}  # train? -> arrays
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -134,6 +155,62 @@ class ShapeNet55DataModule(PointCloudDataModule):
         else:
             self.train_dataset = ShapeNet55(self.data_dir, self.split)
             self.val_dataset = ShapeNet55(self.data_dir, "test")
+
+    def teardown(self, stage: str) -> None:
+        self._serving = None
+        self._on_device.clear()  # frees the GPU copies; the next fit uploads again
+
+    def _serving_device(self) -> torch.device | None:
+        """The device the in-memory arrays are batched on, or ``None`` for the host ``DataLoader``;
+        decided once per trainer (i.e. per fit: the upload then shrinks the free memory)."""
+        if self._serving is None or self._serving[0] is not self.trainer:
+            self._serving = (self.trainer, self._choose_device())
+        return self._serving[1]
+
+    def _choose_device(self) -> torch.device | None:
+        if self._device_override is not None:
+            return self._device_override
+        if self.in_memory_device == "cpu":
+            return None
+        root = self.trainer.strategy.root_device if self.trainer is not None else None
+        if self.in_memory_device == "cuda":
+            if root is None or root.type != "cuda":
+                where = "no Trainer is attached" if root is None else f"the trainer's root device is {root}"
+                raise ValueError(
+                    f"in_memory_device: 'cuda' puts the arrays on the trainer's CUDA device, but {where}; "
+                    "use 'auto' or 'cpu', or train on a GPU"
+                )
+            return root
+        if root is None or root.type != "cuda":
+            return None
+        arrays: list[PointCloudArrays] = [self.train_dataset, self.val_dataset]  # type: ignore[list-item]
+        size = sum(a.points.nbytes + a.labels.nbytes for a in arrays)
+        free, _ = torch.cuda.mem_get_info(root)
+        fits = self.trainer.strategy.reduce_boolean_decision(size < free / 2, all=True)  # type: ignore[union-attr]
+        rank_zero_info(
+            f"{type(self).__name__}: in-memory arrays ({size / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {root}) "
+            + ("batched on the GPU" if fits else "served from host memory (in_memory_device='auto')")
+        )
+        return root if fits else None
+
+    def _arrays_on(self, device: torch.device, arrays: PointCloudArrays, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The train (or test) points and labels on ``device``, uploaded on first use only."""
+        if train not in self._on_device or self._on_device[train][0] != device:
+            points, labels = torch.from_numpy(arrays.points).to(device), torch.from_numpy(arrays.labels).to(device)
+            self._on_device[train] = (device, points, labels)
+        return self._on_device[train][1:]
+
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader | DeviceBatchLoader:  # type: ignore[override]
+        device = self._serving_device() if self.in_memory and dataset is not None else None
+        if device is None:
+            return super()._loader(dataset, train)
+        points, labels = self._arrays_on(device, dataset, train)  # type: ignore[arg-type]
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        if not train:
+            return DeviceBatchLoader(points, labels, device, self.batch_size, rank=rank, world_size=world_size)
+        drop_last = self._drop_last_train_batch(shard_size(len(points), world_size))
+        sampler = EpochShuffleSampler(len(points))
+        return DeviceBatchLoader(points, labels, device, self.batch_size, sampler, drop_last, rank, world_size)
 
     @property
     def label_names(self) -> Sequence[str]:
