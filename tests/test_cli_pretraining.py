@@ -49,6 +49,11 @@ def test_fit_writes_checkpoint_with_published_names(tmp_path):
     assert any(p.name.startswith("epoch=") for p in checkpoints.iterdir())  # best on val_loss besides last
 
 
+def test_checkpointing_can_be_turned_off(tmp_path):
+    fit(tmp_path, "--trainer.max_epochs=1", "--trainer.enable_checkpointing=false")
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_resume_continues_ema_step_and_lr_schedule(tmp_path):
     first = fit(tmp_path / "a", "--trainer.max_epochs=2")
     resumed = fit(tmp_path / "b", "--trainer.max_epochs=3", f"--ckpt_path={first / 'last.ckpt'}")

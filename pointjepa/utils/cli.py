@@ -70,12 +70,15 @@ def check_resume_checkpoint(path: str | None) -> None:
 def run_cli(main: Callable[[], Any]) -> None:
     """Run an entry point; a user error (bad option, data, checkpoint, NaN loss) ends with one line on
     stderr and exit code 1 instead of a traceback. ``POINTJEPA_DEBUG=1`` shows the traceback."""
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
     from pointjepa.callbacks.nan_guard import NonFiniteLossError
     from pointjepa.datasets.base import DataError
 
+    user_errors = (ValueError, FileNotFoundError, CheckpointError, DataError, NonFiniteLossError, MisconfigurationException)
     try:
         main()
-    except (ValueError, FileNotFoundError, CheckpointError, DataError, NonFiniteLossError) as err:
+    except user_errors as err:
         if os.environ.get("POINTJEPA_DEBUG"):
             raise
         print(f"error: {err}\n(set POINTJEPA_DEBUG=1 to see the traceback)", file=sys.stderr)
@@ -174,6 +177,12 @@ class PointJepaCLI(LightningCLI):
             if not any(isinstance(p, LayerSync) for p in plugins):
                 trainer["plugins"] = [*plugins, PortableSyncBatchNorm()]
         return super().instantiate_trainer(**kwargs)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> pl.Trainer:
+        """``--trainer.enable_checkpointing false`` also drops the ``checkpoint:`` ModelCheckpoint."""
+        if config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``);
