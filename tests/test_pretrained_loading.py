@@ -35,7 +35,10 @@ def assert_backbone_equal(
     own = model.state_dict()
     for key, value in backbone.items():
         if not key.startswith(skip):
-            torch.testing.assert_close(own[key], value, msg=key)  # close: folded conv biases round
+            if key.endswith("conv.1.running_mean"):  # Point-MAE / BERT conv biases folded in: rounding
+                torch.testing.assert_close(own[key], value, msg=key)
+            else:
+                assert torch.equal(own[key], value), key
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pointjepa.datasets.loader import EpochShuffleSampler
+from pointjepa.datasets.loader import EpochShuffleSampler, LoaderPosition
 
 
 def shard_size(n: int, world_size: int) -> int:
@@ -30,7 +30,7 @@ def shard(index: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     return padded[rank:total:world_size]
 
 
-class DeviceBatchLoader:
+class DeviceBatchLoader(LoaderPosition):
     """Batches ``(points (B, N, 3), labels (B,))`` indexed out of a whole split held on ``device``.
 
     With a ``sampler``, each epoch's order is the sampler's permutation (drawn on the host, moved to
@@ -85,8 +85,6 @@ class DeviceBatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.shard_size = shard_size(len(self.points), world_size)
-        self._batches = 0
-        self._resume: dict[str, int] | None = None
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -108,19 +106,10 @@ class DeviceBatchLoader:
         return self._iterate()  # a generator: the epoch is read at the first batch, after set_epoch
 
     def _iterate(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        skip = 0
-        if self._resume is not None and self._resume["epoch"] == self._epoch():
-            skip = self._resume["batches"]
-        self._resume = None
+        skip = self._resume_skip()
         order = self._order()
         self._batches = skip
         for start in range(skip * self.batch_size, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
             self._batches += 1
             yield self.points.index_select(0, index), self.labels.index_select(0, index)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch(), "batches": self._batches}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}

@@ -33,7 +33,31 @@ class EpochShuffleSampler(Sampler[int]):
         return self.length
 
 
-class ResumableDataLoader(DataLoader):
+class LoaderPosition:
+    """The ``{"epoch", "batches"}`` position a resumable loader saves and restores (Lightning stores
+    ``state_dict()`` in checkpoints). Subclasses define ``_epoch()``, count ``_batches`` handed out,
+    and call ``_resume_skip()`` when an iteration starts."""
+
+    _batches: int = 0
+    _resume: dict[str, int] | None = None
+
+    def _epoch(self) -> int:
+        raise NotImplementedError
+
+    def _resume_skip(self) -> int:
+        """Batches of this epoch already trained on before a restore (0 without one); consumes the restore."""
+        skip = self._resume["batches"] if self._resume is not None and self._resume["epoch"] == self._epoch() else 0
+        self._resume = None
+        return skip
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch(), "batches": self._batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
+
+
+class ResumableDataLoader(LoaderPosition, DataLoader):
     """``DataLoader`` with ``state_dict``/``load_state_dict``, which Lightning stores in checkpoints.
 
     The state is the epoch and the number of batches handed out; after ``load_state_dict`` the next
@@ -44,8 +68,6 @@ class ResumableDataLoader(DataLoader):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("generator", torch.Generator().manual_seed(torch.initial_seed() % 2**62))
         super().__init__(*args, **kwargs)
-        self._batches = 0
-        self._resume: dict[str, int] | None = None
 
     def _epoch(self) -> int:
         sampler = self.batch_sampler.sampler if self.batch_sampler is not None else self.sampler
@@ -55,18 +77,9 @@ class ResumableDataLoader(DataLoader):
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:
-        skip = 0
-        if self._resume is not None and self._resume["epoch"] == self._epoch():
-            skip = self._resume["batches"]
-        self._resume = None
+        skip = self._resume_skip()
         self._batches = 0
         for batch in super().__iter__():
             self._batches += 1
             if self._batches > skip:
                 yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch(), "batches": self._batches}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
