@@ -1,8 +1,8 @@
 # Helpers shared by the protocol scripts (sourced by them, not run on its own).
-# Environment: PYTHON (default python), SEEDS (default 0..9), OUT_DIR (where the runs go).
+# Environment: PYTHON (default python), SEEDS (default 1..10, as the original scripts), OUT_DIR (where the runs go).
 
 PYTHON=${PYTHON:-python}
-SEEDS=${SEEDS:-"0 1 2 3 4 5 6 7 8 9"}
+SEEDS=${SEEDS:-"1 2 3 4 5 6 7 8 9 10"}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONFIGS="$ROOT/configs/Point-JEPA"
 

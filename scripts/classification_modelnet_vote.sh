@@ -4,7 +4,7 @@
 #   bash scripts/classification_modelnet_vote.sh [RUNS_DIR | FINETUNED_CKPT] [extra pointjepa.eval.voting arguments]
 # RUNS_DIR (default artifacts/protocol/classification_modelnet): the fine-tuning runs, seed<seed>/ each.
 # FINETUNED_CKPT: one fine-tuned checkpoint voted once per seed (the original project's protocol).
-# Environment: SEEDS (default 0..9), VOTE_NUM (default 10), OUT_DIR (default: RUNS_DIR, or
+# Environment: SEEDS (default 1..10, as the original scripts), VOTE_NUM (default 10), OUT_DIR (default: RUNS_DIR, or
 # artifacts/protocol/classification_modelnet_vote for a checkpoint), PYTHON.
 set -euo pipefail
 source "$(dirname "$0")/_protocol.sh"

@@ -2,7 +2,7 @@
 # ScanObjectNN OBJ_BG (objects with background, not perturbed): fine-tune a pretrained checkpoint
 # once per seed, then the mean ± std over the seeds of each run's best val_acc.
 #   bash scripts/classification_scanobj_obj_bg.sh PRETRAINED_CKPT [overrides for every run]
-# Environment: PRETRAINED_CKPT (instead of the argument), SEEDS (default 0..9), OUT_DIR (default
+# Environment: PRETRAINED_CKPT (instead of the argument), SEEDS (default 1..10, as the original scripts), OUT_DIR (default
 # artifacts/protocol/classification_scanobj_obj_bg), PYTHON.
 # Runs log to W&B (offline without a login); finished seeds are skipped when the script is started
 # again; the table also goes to OUT_DIR/results.md.

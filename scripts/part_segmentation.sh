@@ -2,7 +2,7 @@
 # ShapeNetPart part segmentation (published: 85.8 ± 0.1 category mIoU): fine-tune a pretrained checkpoint
 # once per seed, then the mean ± std over the seeds of each run's best val_cat_miou and val_ins_miou.
 #   bash scripts/part_segmentation.sh PRETRAINED_CKPT [overrides for every run]
-# Environment: PRETRAINED_CKPT (instead of the argument), SEEDS (default 0..9), OUT_DIR (default
+# Environment: PRETRAINED_CKPT (instead of the argument), SEEDS (default 1..10, as the original scripts), OUT_DIR (default
 # artifacts/protocol/part_segmentation), PYTHON.
 # Runs log to W&B (offline without a login); finished seeds are skipped when the script is started
 # again; the table also goes to OUT_DIR/results.md.

@@ -33,7 +33,7 @@ ORIGINAL_PROJECTS = {
     "classification_modelnet40.yaml": "Point-JEPA-Classification-ModelNet40",
     "classification_modelnet_fewshot.yaml": "Point-JEPA-Classification-ModelNet-Fewshot",
     "classification_scanobjectnn.yaml": "Point-JEPA-Classification-ScanObjectNN",
-    "classification_scanobjectnn_obj_bg.yaml": "Point-JEPA-Classification-ScanObjectNN-OBJ-BG",
+    "classification_scanobjectnn_obj_bg.yaml": "Point-JEPA-Classification-ScanObjectNN-OBJ-BG-to-get-the-weight",
     "classification_scanobjectnn_obj_only.yaml": "Point-JEPA-Classification-ScanObjectNN-OBJ-ONLY",
     "part_segmentation_shapenet_part.yaml": "Point-JEPA-Part-Segmentation-ShapeNetPart",
 }
@@ -83,6 +83,7 @@ def test_wandb_configs_are_the_original_set_with_its_logger_keys():
     assert {p.name for p in (CONFIGS / "wandb").glob("*.yaml")} == set(ORIGINAL_PROJECTS)
     for name, project in ORIGINAL_PROJECTS.items():
         config = yaml.safe_load((CONFIGS / "wandb" / name).read_text())
+        callbacks = config["trainer"].pop("callbacks", None)
         assert config == {
             "trainer": {
                 "logger": [
@@ -93,6 +94,16 @@ def test_wandb_configs_are_the_original_set_with_its_logger_keys():
                 ]
             }
         }
+        if name == "classification_scanobjectnn_obj_bg.yaml":  # the only published one with live callbacks
+            assert callbacks == [
+                {
+                    "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                    "init_args": {"monitor": "val_acc", "mode": "max", "filename": "{epoch}-{step}-{val_acc:.4f}"},
+                },
+                {"class_path": "pointjepa.callbacks.wandb_checkpoint_logger.WandbModelCheckpointLogger"},
+            ]
+        else:
+            assert callbacks is None
 
 
 @pytest.mark.parametrize("wandb_config", sorted(TASK_CONFIGS))
@@ -127,6 +138,11 @@ def test_wandb_config_composes_after_its_task_config(wandb_config, offline, tmp_
         Path(task_config).stem,
     )
     assert logger.save_dir == str(tmp_path) and type(cli.trainer.logger).__name__ == "WandbLogger"
+    checkpoints = cli.trainer.checkpoint_callbacks
+    assert len(checkpoints) == 1  # a config's own ModelCheckpoint replaces the CLI's, never beside it
+    own = wandb_config == "classification_scanobjectnn_obj_bg.yaml"
+    assert checkpoints[0].save_last is (None if own else True)
+    assert any(isinstance(c, WandbModelCheckpointLogger) for c in cli.trainer.callbacks) is own
 
 
 def wandb_log(run_dir: Path) -> list:

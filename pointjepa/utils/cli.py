@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.layer_sync import LayerSync
+from pytorch_lightning.utilities import rank_zero_info
 import yaml
 from jsonargparse import lazy_instance
 
@@ -65,6 +66,13 @@ def check_resume_checkpoint(path: str | None) -> None:
         raise CheckpointError(f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}") from err
     if not any(name.endswith("data.pkl") for name in names):
         raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
+
+
+def own_checkpoints(callbacks: Any) -> list[ModelCheckpoint]:
+    """The ModelCheckpoints among ``trainer.callbacks`` (None, one callback or a list)."""
+    if callbacks is None:
+        return []
+    return [c for c in (callbacks if isinstance(callbacks, list) else [callbacks]) if isinstance(c, ModelCheckpoint)]
 
 
 def run_cli(main: Callable[[], Any]) -> None:
@@ -179,8 +187,12 @@ class PointJepaCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> pl.Trainer:
-        """``--trainer.enable_checkpointing false`` also drops the ``checkpoint:`` ModelCheckpoint."""
+        """The ``checkpoint:`` ModelCheckpoint is dropped with ``--trainer.enable_checkpointing false``, and
+        when ``trainer.callbacks`` (a published W&B config, say) already has a ModelCheckpoint on its metric."""
         if config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        elif any(c.monitor == self.monitor for c in own_checkpoints(config.get("callbacks"))):
+            rank_zero_info(f"trainer.callbacks has a ModelCheckpoint on {self.monitor}: the `checkpoint:` one is not added")
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
 
