@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from pointjepa.datasets import SyntheticShapesDataModule
-from pointjepa.eval._cli_common import save_png
-from pointjepa.eval.target_context_vis import choose_blocks, point_jepa_from_hparams, target_context_figure
+from pointjepa.eval.target_context_vis import point_jepa_from_hparams
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.samplers import gather_tokens, sample_context, sample_targets
+from pointjepa.viz import choose_blocks, save_png, target_context_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"data": "#e8e8e8", "module": "#cfe2f3", "teacher": "#fce5cd", "block": "#d9ead3", "loss": "#f4cccc"}

@@ -19,10 +19,10 @@ from pointjepa.callbacks.image_loggers import (
 )
 from pointjepa.datasets import SyntheticShapesDataModule
 from pointjepa.eval import embedding_cluster_vis, plot_confusion, target_context_vis
-from pointjepa.eval.target_context_vis import CONTEXT, REST, choose_blocks
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
+from pointjepa.viz import CONTEXT, REST, choose_blocks, confusion_figure
 from tests.fakedata import write_modelnet40
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_confusion_matrix_counts_every_validation_cloud(ckpts):
     counts = plot_confusion.confusion_matrix(model, data.val_dataloader(), torch.device("cpu"))
     assert counts.shape == (5, 5) and int(counts.sum()) == 10
     assert counts.sum(dim=1).tolist() == [2] * 5  # rows are the true classes
-    figure = plot_confusion.confusion_figure(counts, SHAPES, "test", normalize="true")
+    figure = confusion_figure(counts, SHAPES, "test", normalize="true")
     assert "accuracy" in figure.axes[0].get_title()
 
 

@@ -24,7 +24,7 @@ from pointjepa.utils.cli import PointJepaCLI
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn, write_shapenet55, write_shapenetpart
 
 wandb = pytest.importorskip("wandb")
-from wandb.proto import wandb_internal_pb2  # noqa: E402
+from tests import wandb_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs/Point-JEPA"
@@ -145,16 +145,11 @@ def test_wandb_config_composes_after_its_task_config(wandb_config, offline, tmp_
     assert any(isinstance(c, WandbModelCheckpointLogger) for c in cli.trainer.callbacks) is own
 
 
-def wandb_log(run_dir: Path) -> list:
-    """The records of the single offline W&B run under ``run_dir``."""
+def offline_log(run_dir: Path) -> Path:
+    """The log of the single offline W&B run under ``run_dir``."""
     logs = list(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(logs) == 1, logs
-    records = []
-    for data in aggregate.wandb_records(logs[0]):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        records.append(record)
-    return records
+    return logs[0]
 
 
 def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_path):
@@ -197,14 +192,14 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wandb sync" in result.stdout + result.stderr
 
-    records = wandb_log(tmp_path / "run")
+    records = wandb_log.records(offline_log(tmp_path / "run"))
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert (run.project, run.run_group, run.job_type) == (
         "Point-JEPA-Classification-ModelNet40",
         "classification",
         "classification",
     )
-    config, history = aggregate.wandb_offline_run(next((tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")))
+    config, history = wandb_log.config_and_history(offline_log(tmp_path / "run"))
     assert config["model"]["encoder_dim"] == 32 and config["trainer"]["max_epochs"] == 2  # the resolved CLI config
     assert config["data"]["class_path"] == "pointjepa.datasets.SyntheticShapesDataModule"
     assert config["encoder_dim"] == 32 and config["num_classes"] == 8  # the model's hyper-parameters
@@ -217,7 +212,7 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
     best_ckpt = next((tmp_path / "run").rglob("epoch=*.ckpt"))
     score = torch.load(best_ckpt, weights_only=False)["callbacks"]
     best = next(state["best_model_score"] for key, state in score.items() if key.startswith("ModelCheckpoint"))
-    assert aggregate.run_value(tmp_path / "run", "val_acc", "best") == (pytest.approx(float(best)), "wandb")
+    assert aggregate.run_value(tmp_path / "run", "val_acc", "best") == (pytest.approx(float(best)), "json")
 
 
 def tiny_fit(tmp_path: Path, logger) -> WandbModelCheckpointLogger:

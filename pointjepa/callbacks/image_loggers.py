@@ -23,8 +23,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from pointjepa.eval._cli_common import label_names
-from pointjepa.eval.plots import log_figure, tsne_figure
+from pointjepa.viz import choose_blocks, confusion_figure, label_names, log_figure, target_context_figure, tsne_figure
 
 
 def image_loggers(trainer: pl.Trainer) -> list[Logger]:
@@ -136,8 +135,6 @@ class ConfusionMatrixImageLogger(_HeadHookImageLogger):
         counts = self._metric.compute()  # synchronised over processes
         self._metric.reset()
         if trainer.is_global_zero:
-            from pointjepa.eval.plot_confusion import confusion_figure
-
             names = label_names(trainer.datamodule, counts.shape[0])
             self._log(trainer, confusion_figure(counts.cpu(), names, f"epoch {trainer.current_epoch}", self.normalize))
 
@@ -240,7 +237,5 @@ class TargetContextImageLogger(_EveryNEpochsImageLogger):
         cloud, self._cloud = self._cloud, None
         if not self.active or cloud is None or not trainer.is_global_zero:
             return
-        from pointjepa.eval.target_context_vis import choose_blocks, target_context_figure
-
         blocks = choose_blocks(pl_module, cloud, torch.Generator().manual_seed(self.seed))  # type: ignore[arg-type]
         self._log(trainer, target_context_figure(blocks, f"epoch {trainer.current_epoch}: context and target blocks"))

@@ -1,18 +1,15 @@
-"""Shared pieces of the figure commands: arguments, the data module from a config, device, atomic PNGs."""
+"""Shared pieces of the figure commands: arguments, the data module from a config, device, split loader."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
-from typing import IO, Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import ArgumentParser, Namespace
-from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
 Split = Literal["train", "val", "test"]
@@ -83,37 +80,3 @@ def split_loader(datamodule: pl.LightningDataModule, split: Split) -> DataLoader
     }
     return loaders[split]()
 
-
-def label_names(datamodule: pl.LightningDataModule | None, num_classes: int | None = None) -> list[str] | None:
-    """The data module's class names, when it has them (and, if given, ``num_classes`` of them)."""
-    try:
-        names = getattr(datamodule, "label_names", None)
-    except NotImplementedError:
-        return None
-    if names is None or (num_classes is not None and len(names) != num_classes):
-        return None
-    return [str(name) for name in names]
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write`` on a temporary file next to ``path``, then move it over ``path`` (readers never see
-    half a file); the file gets the usual permissions (``0o666`` minus the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``figure`` to ``path`` as a PNG, atomically."""
-    return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi))

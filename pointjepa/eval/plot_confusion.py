@@ -11,19 +11,17 @@ columns the predictions of the plain evaluation pass (FPS subsampling, validatio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Sequence
 
 import torch
-from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
-from pointjepa.eval._cli_common import build_parser, label_names, parse_with_data, pick_device, save_png, split_loader
-from pointjepa.eval.plots import confusion_matrix_figure
+from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.eval.voting import load_classifier
 from pointjepa.models.classification import PointJepaClassification
-
-Normalize = Literal["none", "true", "pred", "all"]
+from pointjepa.viz import confusion_figure, label_names, save_png
+from pointjepa.viz.confusion import Normalize
 
 
 @torch.no_grad()
@@ -40,22 +38,6 @@ def confusion_matrix(
         points, labels = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         metric.update(model(model.prepare(points, train=False)), labels.reshape(-1))
     return metric.compute().cpu()
-
-
-def confusion_figure(
-    counts: torch.Tensor, names: Sequence[str] | None, title: str, normalize: Normalize = "none"
-) -> Figure:
-    """Confusion counts (K, K) -> figure titled with ``title`` and the overall accuracy; ``normalize``
-    shows shares of each true class (rows), of each prediction (columns) or of all clouds."""
-    accuracy = float(counts.diagonal().sum() / counts.sum().clamp_min(1))
-    shown = counts
-    if normalize != "none":
-        dims = {"true": 1, "pred": 0, "all": (0, 1)}[normalize]
-        shown = counts / counts.sum(dim=dims, keepdim=True).clamp_min(1)
-    figure = confusion_matrix_figure(shown, names)
-    figure.axes[0].set_title(f"{title}: accuracy {100 * accuracy:.2f}% ({int(counts.sum())} clouds)")
-    figure.tight_layout()
-    return figure
 
 
 def main(args: Sequence[str] | None = None) -> Path:

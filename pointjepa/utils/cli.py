@@ -20,6 +20,7 @@ import yaml
 from jsonargparse import lazy_instance
 
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
+from pointjepa.callbacks.metrics_summary import MetricsSummary
 from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
 from pointjepa.utils.checkpoint import CheckpointError
 from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
@@ -143,6 +144,7 @@ class PointJepaCLI(LightningCLI):
                 OptionalLearningRateMonitor(logging_interval="epoch"),
                 ExactResume(),
                 NonFiniteLossGuard(),
+                MetricsSummary(),
                 *(extra_callbacks or []),
             ],
             "logger": lazy_instance(WandbLogger, project=WANDB_PROJECT, group=wandb_group),
