@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from pointjepa.modules.backbone import build_backbone, pooled_features
-from pointjepa.modules.transforms import build_transforms
-from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.modules.transforms import Subsample, build_transforms, transform_kwargs
+from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint, reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import EXTRA_KEYS, backbone_state_dict
 
 #: Tokenizer and attention settings of Point-MAE / Point-BERT, used when a checkpoint has no hyper-parameters.
 DEFAULT_NUM_GROUPS, DEFAULT_GROUP_SIZE, DEFAULT_HEADS = 64, 32, 6
+#: Evaluation transforms used when a checkpoint does not name its own: FPS to 1024 points, center, unit sphere.
+DEFAULT_TRANSFORMATIONS, DEFAULT_NUM_POINTS = ("subsample", "center", "unit_sphere"), 1024
 
 
 class PointEncoder(nn.Module):
     """Pretrained backbone as a feature extractor (the SVM probe's features).
 
-    ``forward(points (B, N, 3)) -> (B, 2C)``: center and scale each cloud to the unit sphere, tokenize,
-    encode, then concatenate the max and the mean over tokens. Build it with ``load_encoder``.
+    ``forward(points (B, N, 3)) -> (B, 2C)``: apply ``transforms`` (default: FPS to 1024 points, center,
+    unit sphere), tokenize, encode, then concatenate the max and the mean over tokens. Build it with
+    ``load_encoder``, which gives it the checkpoint's own evaluation transforms.
     """
 
     def __init__(
@@ -35,6 +39,7 @@ class PointEncoder(nn.Module):
         add_pos_at_every_layer: bool = True,
         qkv_bias: bool = True,
         tokenizer_embedding_dim: int | None = None,
+        transforms: nn.Sequential | None = None,
     ) -> None:
         super().__init__()
         backbone = build_backbone(
@@ -48,7 +53,9 @@ class PointEncoder(nn.Module):
             qkv_bias=qkv_bias,
             tokenizer_embedding_dim=tokenizer_embedding_dim,
         )
-        self.transforms = build_transforms(["center", "unit_sphere"])
+        if transforms is None:
+            transforms = build_transforms(DEFAULT_TRANSFORMATIONS, DEFAULT_NUM_POINTS)
+        self.transforms = transforms
         self.tokenizer = backbone.tokenizer
         self.positional_encoding = backbone.positional_encoding
         self.encoder = backbone.encoder
@@ -57,6 +64,38 @@ class PointEncoder(nn.Module):
         """points (B, N, 3), N >= num_groups -> features (B, 2C)."""
         tokens, centers = self.tokenizer(self.transforms(points))
         return pooled_features(self.encoder(tokens, self.positional_encoding(centers)).last_hidden_state)
+
+    @property
+    def num_points(self) -> int | None:
+        """Points per cloud after the transforms' FPS subsampling (``None``: no subsampling)."""
+        return next((t.num_points for t in self.transforms if isinstance(t, Subsample)), None)
+
+
+def eval_transforms(
+    hparams: Mapping[str, Any], num_points: int | None = None, transformations: Sequence[str] | None = None
+) -> nn.Sequential:
+    """The evaluation transforms of the model that saved ``hparams``: its ``val_transformations`` after an FPS
+    subsample to its ``num_points`` (classification), or with ``subsample`` to ``transformation_subsample_points``
+    (pretraining); defaults ``DEFAULT_TRANSFORMATIONS`` / ``DEFAULT_NUM_POINTS`` for what it does not say.
+    ``num_points`` / ``transformations`` override the checkpoint's (a ``num_points`` adds a subsample step).
+    FPS starts at each cloud's first point, so features are deterministic."""
+    if num_points is not None and num_points < 1:
+        raise ValueError(f"num_points: expected a positive number of points, got {num_points}")
+    if transformations is not None:
+        names = list(transformations)
+    else:
+        names = list(hparams.get("val_transformations", DEFAULT_TRANSFORMATIONS))
+        if "num_points" in hparams and "subsample" not in names:  # classification subsamples before them
+            names.insert(0, "subsample")
+    if num_points is not None and "subsample" not in names:
+        names.insert(0, "subsample")
+    saved = hparams.get("num_points", hparams.get("transformation_subsample_points", DEFAULT_NUM_POINTS))
+    size = num_points if num_points is not None else saved
+    try:
+        options = transform_kwargs(hparams, size) | {"random_start_in_eval": False}  # deterministic features
+    except KeyError:  # checkpoints without the transformation_* keys
+        options = dict(subsample_points=size)
+    return build_transforms(names, **options)
 
 
 def _architecture(checkpoint: dict, state: dict[str, torch.Tensor], path: str | os.PathLike) -> dict:
@@ -96,6 +135,8 @@ def load_encoder(
     num_groups: int | None = None,
     group_size: int | None = None,
     heads: int | None = None,
+    num_points: int | None = None,
+    transformations: Sequence[str] | None = None,
 ) -> PointEncoder:
     """Load a pretrained or fine-tuned backbone as an eval-mode ``PointEncoder`` on ``device``.
 
@@ -106,6 +147,11 @@ def load_encoder(
     shapes and the tokenizer and heads default to Point-MAE's 64 groups of 32 points and 6 heads
     (override with ``num_groups``, ``group_size``, ``heads``).
 
+    Clouds go through the checkpoint's own evaluation transforms (``eval_transforms``): e.g. FPS to its
+    ``transformation_subsample_points`` or ``num_points``, center, unit sphere; without hyper-parameters
+    FPS to 1024 points, center, unit sphere (clouds with fewer points are refused, as by the model).
+    ``num_points`` (FPS size) and ``transformations`` (transform names) override them.
+
     Raises ``CheckpointError`` for unreadable files, unknown layouts, and weights that are missing or
     do not fit (naming the parameter).
     """
@@ -114,10 +160,12 @@ def load_encoder(
     arch = _architecture(checkpoint, state, path)
     overrides = dict(num_groups=num_groups, group_size=group_size, heads=heads)
     arch.update({k: v for k, v in overrides.items() if v is not None})
-    encoder = PointEncoder(**arch)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    encoder = PointEncoder(**arch, transforms=eval_transforms(hparams, num_points, transformations))
     weights = {k: v for k, v in state.items() if k not in EXTRA_KEYS}
     try:
         encoder.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: the backbone weights do not fit a {arch} encoder: {err}") from err
+    reset_nan_batchnorm_stats(encoder)
     return encoder.to(device).eval()

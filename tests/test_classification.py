@@ -158,11 +158,11 @@ def test_validation_logs_metrics_vote_and_images(tmp_path):
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
 
 
-def test_a_single_vote_equals_the_plain_prediction():
-    model = tiny(vote_num=1).eval()
-    batches = [(torch.randn(4, 100, 3), torch.randint(0, 5, (4,)))]
-    plain, voted = voting.voting_accuracy(model, batches, torch.device("cpu"))
-    assert plain == voted and 0.0 <= plain <= 1.0
+def test_a_single_augmented_vote_equals_the_plain_prediction():
+    model = tiny(vote_num=1, vote_method="augmented").eval()
+    points = torch.randn(4, 100, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(voting.vote(model, points), voting.plain_pass(model, points).softmax(-1))
 
 
 def test_voting_refuses_a_checkpoint_for_other_classes(tmp_path):
@@ -224,9 +224,10 @@ def test_voting_command_prints_plain_and_voted_accuracy(demo_run, capsys):
         "--config",
         str(CONFIGS / "demo/classification.yaml"),
     ]
-    voting.main([*args, "--vote_num=2", "--repeats=2", *demo_run.data])
+    voting.main([*args, "--vote_num=2", "--vote_iterations=2", *demo_run.data])
     out = capsys.readouterr().out
-    assert "accuracy without voting" in out and "with voting (2 passes, 2 repeats)" in out and "±" in out
+    assert "accuracy without voting" in out and "2/2 vote accuracy" in out
+    assert "with voting (2 passes, 2 iterations): best" in out and "±" in out
 
 
 def test_published_modelnet40_config_fits_on_generated_data(tmp_path):

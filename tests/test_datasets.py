@@ -175,8 +175,8 @@ def test_shapenetpart_batches_and_parts(shapenetpart_dir):
         assert set(parts.tolist()) <= set(SHAPENETPART_PARTS[dm.label_names[label]])
 
 
-def test_shapenetpart_val_resampling_is_deterministic(shapenetpart_dir):
-    dm = ShapeNetPartDataModule(str(shapenetpart_dir), num_points=64, **LOADER)
+def test_shapenetpart_fixed_test_draw_is_deterministic(shapenetpart_dir):
+    dm = ShapeNetPartDataModule(str(shapenetpart_dir), num_points=64, fixed_test_draw=True, **LOADER)
     dm.setup()
     (p1, _, s1), (p2, _, s2) = dm.val_dataset[3], dm.val_dataset[3]
     assert p1.shape == (64, 3) and torch.equal(p1, p2) and torch.equal(s1, s2)

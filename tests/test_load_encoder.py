@@ -11,6 +11,7 @@ from pointjepa.api import PointEncoder, load_encoder
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.backbone import pooled_features
+from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.checkpoint import CheckpointError
 from tests.fakeckpt import BASE_MODEL_LAYOUTS, LAYOUTS, tiny_backbone_state, write_checkpoint
 
@@ -20,6 +21,7 @@ def reference_features(backbone: dict[str, torch.Tensor], points: torch.Tensor, 
     model = PointEncoder(num_groups=8, group_size=4, group_radius=None, dim=32, depth=2, heads=4, qkv_bias=qkv_bias)
     model.load_state_dict(backbone)
     model.eval()
+    points = farthest_point_sample(points, 1024)[0]  # no hyper-parameters for it: FPS to 1024 from point 0
     centered = points - points.mean(1, keepdim=True)
     unit = centered / centered.norm(dim=-1).amax(1)[:, None, None]
     tokens, centers = model.tokenizer(unit)
@@ -34,7 +36,7 @@ def test_every_layout_gives_the_probe_features(tmp_path, layout):
     # Point-MAE / Point-BERT checkpoints have no hyper-parameters: tell the tokenizer and head counts.
     extra = {} if layout in ("ours", "original", "point2vec") else dict(num_groups=8, group_size=4, heads=4)
     encoder = load_encoder(path, **extra)
-    points = torch.randn(3, 100, 3) * 2 + 1
+    points = torch.randn(3, 1100, 3) * 2 + 1
     with torch.no_grad():
         features = encoder(points)
         expected = reference_features(backbone, points, qkv_bias)
@@ -51,7 +53,7 @@ def test_point_bert_256_dim_tokens_are_projected(tmp_path, layout):
     assert encoder.tokenizer.projection.weight.shape == (32, 48)
     reference = PointEncoder(8, 4, None, 32, 2, 4, qkv_bias=False, tokenizer_embedding_dim=48)
     reference.load_state_dict(backbone)
-    points = torch.randn(2, 100, 3)
+    points = torch.randn(2, 1024, 3)
     with torch.no_grad():
         torch.testing.assert_close(encoder(points), reference.eval()(points))
 

@@ -98,10 +98,10 @@ def test_iterative_nearest_is_a_greedy_chain():
                 assert int(rest[dist.argmin()]) == int(order[b, i + 1])
 
 
-def test_morton_orders_a_grid_in_z_order():
+def test_morton_orders_a_grid_in_reversed_z_order():
     grid = torch.tensor([[x, y, 0.0] for y in range(2) for x in range(2)])[None]  # (1, 4, 3)
     codes = morton_codes(grid)
-    assert codes[0].tolist() == sorted(codes[0].tolist())  # x fastest, then y: already z-ordered
+    assert codes[0].tolist() == sorted(codes[0].tolist(), reverse=True)  # coordinates reversed: 2**21 - x
 
 
 def test_sequencer_reorders_tokens_with_centers():
@@ -152,23 +152,28 @@ def test_gather_tokens_shapes():
 
 
 def test_ema_decay_schedule_values():
-    assert ema_decay(0, 0.9, 0.99, 100) == pytest.approx(0.9)
+    assert ema_decay(0, 0.9, 0.99, 100) == 0.0  # the first update copies the student
+    assert ema_decay(1, 0.9, 0.99, 100) == pytest.approx(0.9009)
     assert ema_decay(50, 0.9, 0.99, 100) == pytest.approx(0.945)
     assert ema_decay(100, 0.9, 0.99, 100) == pytest.approx(0.99)
     assert ema_decay(500, 0.9, 0.99, 100) == pytest.approx(0.99)
 
 
-def test_ema_update_blends_parameters_and_copies_buffers():
+def test_ema_update_blends_parameters_and_float_buffers():
     online = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     ema = EMA(online, tau_min=0.5, tau_max=0.5, tau_steps=10)
+    ema.update(online)
+    ema.update(online)  # updates 0 and 1 copy the student
     before = ema.ema_model[0].weight.clone()
     with torch.no_grad():
         online[0].weight.add_(1.0)
         online[1].running_mean.fill_(3.0)
+        online[1].num_batches_tracked.fill_(5)
     assert ema.update(online) == pytest.approx(0.5)
     assert torch.allclose(ema.ema_model[0].weight, 0.5 * before + 0.5 * online[0].weight)
-    assert torch.equal(ema.ema_model[1].running_mean, online[1].running_mean)
-    assert int(ema.step) == 1 and not ema.ema_model.training
+    assert torch.allclose(ema.ema_model[1].running_mean, torch.full((2,), 1.5))
+    assert int(ema.ema_model[1].num_batches_tracked) == 0  # integer buffers are left alone
+    assert int(ema.step) == 3 and not ema.ema_model.training
     ema.train()
     assert not ema.ema_model.training
 

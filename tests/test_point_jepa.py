@@ -40,7 +40,7 @@ def test_published_state_dict_names_and_shapes():
         "student.blocks.0.mlp.fc1.weight": (1536, 384),
         "student.norm.weight": (384,),
         "teacher.ema_model.blocks.11.mlp.fc2.weight": (384, 1536),
-        "teacher.step": (),
+        "teacher.step": (1,),
         "predictor.predictor_embed.weight": (192, 384),
         "predictor.mask_token": (1, 1, 192),
         "predictor.positional_encoding.2.weight": (192, 128),

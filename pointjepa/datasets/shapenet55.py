@@ -20,10 +20,21 @@ from pointjepa.datasets.loader import EpochShuffleSampler
 from pointjepa.datasets.synsets import SHAPENET55_LABEL_NAMES, SHAPENET55_LABELS, SHAPENET55_SYNSETS
 
 TrainSplit = Literal["train", "train_25", "train_50", "train_75"]
+TrainFraction = Literal[25, 50, 75]
 ShapeNet55Split = Literal[TrainSplit, "test"]
 SPLITS: tuple[str, ...] = get_args(TrainSplit) + ("test",)
 NPZ_SPLITS: tuple[str, ...] = ("train", "test")
 InMemoryDevice = Literal["auto", "cpu", "cuda"]
+
+
+def train_split_name(split: TrainSplit | TrainFraction | str | None) -> TrainSplit:
+    """The training list a ``split`` option names: ``None`` -> ``train``, ``50`` or ``"50"`` -> ``train_50``,
+    a list name as is."""
+    name = "train" if split is None else f"train_{split}" if str(split) in ("25", "50", "75") else split
+    allowed = (*get_args(TrainSplit), *get_args(TrainFraction), None)
+    if name not in get_args(TrainSplit):
+        raise ValueError(f"split: expected one of {', '.join(map(repr, allowed))}, got {split!r}")
+    return name  # type: ignore[return-value]
 
 
 def npz_path(data_dir: str | Path, split: str) -> Path:
@@ -101,7 +112,8 @@ class ShapeNet55DataModule(PointCloudDataModule):
 
     Args:
         data_dir: the ``ShapeNet55`` directory.
-        split: training list: ``train`` or a ``train_25/50/75`` subset.
+        split: training list: ``train`` (or ``None``), or a ``train_25/50/75`` subset, also given as
+            the int 25, 50 or 75 as in the original.
         batch_size: samples per batch.
         num_workers: loader workers (forced to 0 with ``in_memory``: items are array slices).
         in_memory: read ``shapenet_{train,test}.npz`` (made by ``process.shapenet_npz``)
@@ -123,7 +135,7 @@ class ShapeNet55DataModule(PointCloudDataModule):
     def __init__(
         self,
         data_dir: str = "./data/ShapeNet55",
-        split: TrainSplit = "train",
+        split: TrainSplit | TrainFraction | None = "train",
         batch_size: int = 512,
         num_workers: int = 8,
         in_memory: bool = False,
@@ -132,7 +144,7 @@ class ShapeNet55DataModule(PointCloudDataModule):
         persistent_workers: bool = True,
         in_memory_device: InMemoryDevice = "auto",
     ) -> None:
-        check_choice("split", split, get_args(TrainSplit))
+        split = train_split_name(split)
         check_choice("in_memory_device", in_memory_device, get_args(InMemoryDevice))
         if in_memory and split != "train":
             raise ValueError(f"split: in_memory=True reads shapenet_train.npz, expected split='train', got {split!r}")

@@ -114,15 +114,17 @@ def parse_shapes(files: Sequence[Path], num_workers: int = 0) -> list[tuple[np.n
 class ShapeNetPart(Dataset):
     """Part-labelled shapes, parsed once at construction into one compact array.
 
-    Item ``i`` is ``(points float32 (num_points, 3), category int, seg int64 (num_points,))``:
-    the shape resampled to ``num_points`` (with replacement when it has fewer), at random or,
-    when ``deterministic``, with a generator seeded by ``i``.
+    Item ``i`` is ``(points float32 (num_points, 3), category int, seg int64 (num_points,))``: the
+    shape resampled to ``num_points`` points drawn uniformly with replacement (without replacement
+    when ``replace`` is off and the shape has enough points), anew at every access or, when
+    ``deterministic``, with a generator seeded by ``i``.
 
     Args:
         shapes: ``(category label, shape file)`` pairs.
         num_points: points per item.
-        deterministic: the same points for an item at every epoch (validation).
+        deterministic: the same points for an item at every epoch.
         num_workers: processes parsing the text files.
+        replace: draw with replacement even from shapes with enough points.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class ShapeNetPart(Dataset):
         num_points: int = 2048,
         deterministic: bool = False,
         num_workers: int = 0,
+        replace: bool = True,
     ) -> None:
         parsed = parse_shapes([path for _, path in shapes], num_workers)
         self.categories = np.array([label for label, _ in shapes], dtype=np.int64)
@@ -139,6 +142,7 @@ class ShapeNetPart(Dataset):
         self.offsets = np.cumsum([0] + [len(parts) for _, parts in parsed])
         self.num_points = num_points
         self.deterministic = deterministic
+        self.replace = replace
 
     def __len__(self) -> int:
         return len(self.categories)
@@ -146,10 +150,10 @@ class ShapeNetPart(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         start, size = int(self.offsets[index]), int(self.offsets[index + 1] - self.offsets[index])
         generator = torch.Generator().manual_seed(index) if self.deterministic else None
-        if size >= self.num_points:
-            choice = torch.randperm(size, generator=generator)[: self.num_points]
-        else:
+        if self.replace or size < self.num_points:
             choice = torch.randint(size, (self.num_points,), generator=generator)
+        else:
+            choice = torch.randperm(size, generator=generator)[: self.num_points]
         choice = choice.numpy() + start
         seg = torch.from_numpy(self.parts[choice].astype(np.int64))
         return torch.from_numpy(self.points[choice]), int(self.categories[index]), seg
@@ -159,8 +163,9 @@ class ShapeNetPartDataModule(PointCloudDataModule):
     """ShapeNetPart part segmentation, 13998 train+val / 2874 test shapes, 16 categories, 50 parts.
 
     Batches: ``points float32 (B, num_points, 3), category int64 (B,), seg int64 (B, num_points)``;
-    train = train + val lists, val (and test) = the test list, resampled the same way every epoch.
-    The text files are parsed once, at ``setup()``.
+    train = train + val lists, val (and test) = the test list. Every shape is resampled to
+    ``num_points`` with replacement, anew at every epoch, train and test alike. The text files are
+    parsed once, at ``setup()``.
 
     Args:
         data_dir: the ``shapenetcore_partanno_segmentation_benchmark_v0_normal`` directory.
@@ -170,6 +175,10 @@ class ShapeNetPartDataModule(PointCloudDataModule):
         num_points: points per shape after resampling.
         pin_memory: pin host memory for faster copies to the GPU.
         persistent_workers: keep workers alive between epochs.
+        sample_with_replacement: draw the points with replacement; off: without replacement for
+            shapes with at least ``num_points`` points.
+        fixed_test_draw: draw each test shape's points once, with a generator seeded by its index,
+            so that every evaluation sees the same points.
     """
 
     def __init__(
@@ -181,20 +190,25 @@ class ShapeNetPartDataModule(PointCloudDataModule):
         num_points: int = 2048,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        sample_with_replacement: bool = True,
+        fixed_test_draw: bool = False,
     ) -> None:
         if num_points < 1:
             raise ValueError(f"num_points: expected a positive integer, got {num_points}")
         super().__init__(batch_size, num_workers, drop_last, pin_memory, persistent_workers)
         self.data_dir = data_dir
         self.num_points = num_points
+        self.sample_with_replacement = sample_with_replacement
+        self.fixed_test_draw = fixed_test_draw
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return  # parsed already
         train = shapenetpart_shapes(self.data_dir, ("train", "val"))
         test = shapenetpart_shapes(self.data_dir, ("test",))
-        self.train_dataset = ShapeNetPart(train, self.num_points, deterministic=False, num_workers=self.num_workers)
-        self.val_dataset = ShapeNetPart(test, self.num_points, deterministic=True, num_workers=self.num_workers)
+        replace, workers = self.sample_with_replacement, self.num_workers
+        self.train_dataset = ShapeNetPart(train, self.num_points, num_workers=workers, replace=replace)
+        self.val_dataset = ShapeNetPart(test, self.num_points, self.fixed_test_draw, workers, replace)
 
     @property
     def label_names(self) -> Sequence[str]:

@@ -5,7 +5,7 @@ r"""t-SNE of a checkpoint's encoder features on a data module's split, coloured 
 
 Any backbone checkpoint works (ours for pretraining or fine-tuning, the original Point-JEPA / Point2Vec
 ones, Point-MAE / Point-BERT ``base_model``). Features are the max and mean of the encoder's final
-tokens, as in the SVM probe; clouds are subsampled to ``--num_points`` by FPS.
+tokens, as in the SVM probe; clouds go through the checkpoint's evaluation transforms (FPS to ``--num_points``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pointjepa.eval._cli_common import build_parser, label_names, parse_with_data, pick_device, save_png, split_loader
+from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.eval.features import extract_features
-from pointjepa.eval.plots import tsne_figure
 from pointjepa.ops import farthest_point_sample
+from pointjepa.viz import label_names, save_png, tsne_figure
 
 
 class FirstBatches:
@@ -43,21 +43,23 @@ def main(args: Sequence[str] | None = None) -> Path:
     from pointjepa.api import load_encoder
 
     parser = build_parser(__doc__, "python -m pointjepa.eval.embedding_cluster_vis", "tsne.png")
-    parser.add_argument("--num_points", type=int, default=1024, help="clouds are subsampled to this many points (FPS)")
+    parser.add_argument(
+        "--num_points", type=int | None, default=None, help="FPS subsample size (default: the checkpoint model's)"
+    )
     parser.add_argument("--max_samples", type=int, default=2000, help="embed at most this many clouds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the FPS start points and of t-SNE")
     cfg, datamodule = parse_with_data(parser, args)
-    if cfg.num_points < 1 or cfg.max_samples < 3:
+    if (cfg.num_points is not None and cfg.num_points < 1) or cfg.max_samples < 3:
         parser.error(
             f"--num_points must be positive and --max_samples at least 3, got {cfg.num_points} and {cfg.max_samples}"
         )
     device = pick_device(cfg.device)
-    encoder = load_encoder(cfg.ckpt, device=device)
+    encoder = load_encoder(cfg.ckpt, device=device, num_points=cfg.num_points)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     def embed(points: torch.Tensor) -> torch.Tensor:
-        if points.shape[1] > cfg.num_points:
-            points = farthest_point_sample(points, cfg.num_points, random_start=True, generator=generator)[0]
+        if encoder.num_points is not None and points.shape[1] > encoder.num_points:
+            points = farthest_point_sample(points, encoder.num_points, random_start=True, generator=generator)[0]
         return encoder(points)
 
     loader = split_loader(datamodule, cfg.split)

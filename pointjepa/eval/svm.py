@@ -2,9 +2,11 @@
 
     python -m pointjepa.eval.svm --ckpt artifacts/.../last.ckpt                       # ModelNet40 + ScanObjectNN
     python -m pointjepa.eval.svm --ckpt last.ckpt --data synthetic --seeds 0 1 2 --C 0.005 0.012 0.05
-    python -m pointjepa.eval.svm --ckpt last.ckpt --config configs/demo/pretraining.yaml   # its svm_validation
+    python -m pointjepa.eval.svm --ckpt last.ckpt --config configs/demo/pretraining.yaml   # its svm_validation(_C)
 
-Features are the max and mean of the encoder's final tokens (as in SVM validation during
+Clouds go through the checkpoint's own evaluation transforms (FPS to its transformation_subsample_points,
+center, unit sphere; 1024 points without hyper-parameters), the FPS starting at points drawn with the
+seed. Features are the max and mean of the encoder's final tokens (as in SVM validation during
 pretraining), a linear ``SVC`` is fitted on the train split and scored on the test split.
 """
 
@@ -12,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +22,14 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from pointjepa.api import PointEncoder, load_encoder
 from pointjepa.eval.features import extract_features, linear_svm_accuracy
 from pointjepa.ops import farthest_point_sample
+from pointjepa.utils.io import atomic_write
 
 BUILTIN_DATA: dict[str, Callable[[Path, int], pl.LightningDataModule]] = {}
+#: The SVM's C when neither --C nor the --config's svm_validation_C gives one (the published value).
+DEFAULT_C = 0.012
 
 
 def _builtin(name: str):
@@ -66,35 +70,41 @@ def _synthetic(root: Path, batch_size: int) -> pl.LightningDataModule:
     return SyntheticShapesDataModule(samples_per_class=32, val_samples_per_class=16, seed=100, batch_size=batch_size, drop_last=False)
 
 
-def datamodules_from_config(path: str) -> dict[str, pl.LightningDataModule]:
-    """Data modules of a YAML file's ``svm_validation`` mapping (top level or under ``model:``)."""
+def svm_validation_from_config(path: str) -> tuple[dict[str, pl.LightningDataModule], float | None]:
+    """A YAML file's ``svm_validation`` data modules and its ``svm_validation_C`` (``None`` when absent),
+    read at the top level or under ``model:``."""
     from jsonargparse import ArgumentParser
 
     try:
-        config = yaml.safe_load(Path(path).read_text())
+        config = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise SystemExit(f"--config {path}: cannot read YAML ({err})") from err
-    block = (config or {}).get("svm_validation") or ((config or {}).get("model") or {}).get("svm_validation")
+    model = config.get("model") or {}
+    block = config.get("svm_validation") or model.get("svm_validation")
     if not block:
         raise SystemExit(f"--config {path}: expected an 'svm_validation' mapping of name -> data module")
     parser = ArgumentParser()
     parser.add_argument("--svm_validation", type=dict[str, pl.LightningDataModule])
-    return parser.instantiate_classes(parser.parse_object({"svm_validation": block})).svm_validation
+    parser.add_argument("--svm_validation_C", type=float | None, default=None)
+    C = config.get("svm_validation_C", model.get("svm_validation_C"))
+    parsed = parser.instantiate_classes(parser.parse_object({"svm_validation": block, "svm_validation_C": C}))
+    return parsed.svm_validation, parsed.svm_validation_C
 
 
 def probe(
-    encoder: torch.nn.Module,
+    encoder: PointEncoder,
     datamodule: pl.LightningDataModule,
     device: torch.device,
-    num_points: int,
     seed: int,
     Cs: list[float],
 ) -> list[tuple[float, float]]:
-    """Features of both splits, clouds subsampled by FPS from starts drawn with ``seed`` -> (train, test) acc per C."""
+    """Features of both splits -> (train, test) accuracy per C. Clouds are subsampled to the encoder's
+    ``num_points`` by FPS from starts drawn with ``seed``, then go through its transforms."""
     generator = torch.Generator(device=device).manual_seed(seed)
+    num_points = encoder.num_points
 
     def embed(points: torch.Tensor) -> torch.Tensor:
-        if points.shape[1] > num_points:
+        if num_points is not None and points.shape[1] > num_points:
             points = farthest_point_sample(points, num_points, random_start=True, generator=generator)[0]
         return encoder(points)
 
@@ -104,14 +114,6 @@ def probe(
     return [linear_svm_accuracy(x_train, y_train, x_test, y_test, C) for C in Cs]
 
 
-def write_json_atomically(result: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pointjepa.eval.svm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="pretraining checkpoint (ours, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT)")
@@ -119,10 +121,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="built-in data sets under --data_root (default: modelnet40 scanobjectnn)")
     parser.add_argument("--config", help="YAML with an svm_validation mapping (e.g. a pretraining config) for any data module")
     parser.add_argument("--data_root", default="./data", help="root of the data/ layout of DATASETS.md")
-    parser.add_argument("--num_points", type=int, default=1024, help="clouds are subsampled to this many points (FPS)")
+    parser.add_argument("--num_points", type=int, default=None,
+                        help="clouds are subsampled to this many points (FPS); default: as the checkpoint's model "
+                             "(its transformation_subsample_points or num_points; 1024 without hyper-parameters)")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="subsampling seeds; several give mean ± std")
-    parser.add_argument("--C", type=float, nargs="+", default=[0.012], help="SVM C values (several = a sweep)")
+    parser.add_argument("--C", type=float, nargs="+", default=None,
+                        help=f"SVM C values (several = a sweep); default: --config's svm_validation_C, else {DEFAULT_C}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     return parser.parse_args(argv)
@@ -130,20 +135,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from pointjepa.api import load_encoder
-
     if args.config and args.data:
         raise SystemExit("give either --data or --config, not both")
-    datamodules = (
-        datamodules_from_config(args.config)
-        if args.config
-        else {name: BUILTIN_DATA[name](Path(args.data_root), args.batch_size) for name in args.data or ["modelnet40", "scanobjectnn"]}
-    )
+    config_C = None
+    if args.config:
+        datamodules, config_C = svm_validation_from_config(args.config)
+    else:
+        names = args.data or ["modelnet40", "scanobjectnn"]
+        datamodules = {name: BUILTIN_DATA[name](Path(args.data_root), args.batch_size) for name in names}
+    Cs = args.C or [DEFAULT_C if config_C is None else config_C]
     device = torch.device(args.device)
-    encoder = load_encoder(args.ckpt, device=device)
-    result: dict = {"ckpt": str(args.ckpt), "num_points": args.num_points, "seeds": args.seeds, "results": {}}
+    encoder = load_encoder(args.ckpt, device=device, num_points=args.num_points)
+    result: dict = {"ckpt": str(args.ckpt), "num_points": encoder.num_points, "seeds": args.seeds, "results": {}}
     for name, datamodule in datamodules.items():
-        runs = np.array([probe(encoder, datamodule, device, args.num_points, seed, args.C) for seed in args.seeds])  # (S, C, 2)
+        runs = np.array([probe(encoder, datamodule, device, seed, Cs) for seed in args.seeds])  # (S, C, 2)
         result["results"][name] = [
             {
                 "C": C,
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "test_acc_std": float(runs[:, i, 1].std()),
                 "test_acc_runs": runs[:, i, 1].tolist(),
             }
-            for i, C in enumerate(args.C)
+            for i, C in enumerate(Cs)
         ]
         for row in result["results"][name]:
             print(
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"test {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f}% ({len(args.seeds)} seed(s))"
             )
     if args.json:
-        write_json_atomically(result, args.json)
+        atomic_write(args.json, lambda f: f.write(json.dumps(result, indent=2).encode()))
     return result
 
 

@@ -1,19 +1,26 @@
 r"""Test-time voting for a fine-tuned classification checkpoint.
 
     python -m pointjepa.eval.voting --ckpt artifacts/<run>/checkpoints/last.ckpt \
-        --config configs/Point-JEPA/classification/modelnet40.yaml [--vote_num 10] [--repeats 10]
+        --config configs/Point-JEPA/classification/modelnet40.yaml [--vote_num 10] [--vote_iterations 300]
 
 The data module comes from a training config's ``data:`` section (``--config``) and/or ``--data``
-options (``--data.class_path ... --data.init_args.data_dir ...``). Prints the accuracy of the plain
-eval pass and the voted accuracy (mean ± std and best over ``--repeats`` runs).
+options (``--data.class_path ... --data.init_args.data_dir ...``).
+
+The original's protocol (``--vote_method random_start``): each iteration subsamples every validation cloud
+by FPS from a random start and applies the validation transforms once, then averages the softmax of
+``--vote_num`` forward passes that differ only in the tokenizer's random FPS start points. Prints the
+accuracy of the plain eval pass, each iteration's vote, the best (what the original reports) and the
+mean ± std over the ``--vote_iterations`` iterations.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, get_args
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,37 +28,52 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
-from pointjepa.models.classification import PointJepaClassification
+from pointjepa.models.classification import PointJepaClassification, VoteMethod, subsample
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.utils.io import atomic_write
 
 
 @torch.no_grad()
-def voting_accuracy(
-    model: PointJepaClassification, batches: Sequence | torch.utils.data.DataLoader, device: torch.device
-) -> tuple[float, float]:
-    """-> (accuracy of the plain eval pass, accuracy of the ``vote_num``-pass vote) over ``batches``."""
-    model.eval()
-    plain = voted = total = torch.zeros((), dtype=torch.long, device=device)
+def accuracy(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, device: torch.device) -> float:
+    """Share of the clouds of ``(points, labels, ...)`` batches whose ``predict(points (B, N, 3)) -> (B, K)``
+    argmax is the label."""
+    correct = total = torch.zeros((), dtype=torch.long, device=device)
     for batch in batches:
         points, labels = batch[0].to(device), batch[1].to(device)
-        logits = model(model.prepare(points, train=False))
-        plain = plain + (logits.argmax(-1) == labels).sum()
-        voted = voted + (model.vote_probabilities(points, logits).argmax(-1) == labels).sum()
+        correct = correct + (predict(points).argmax(-1) == labels).sum()
         total = total + labels.numel()
     if int(total) == 0:
         raise ValueError("voting: the data module's validation split is empty")
-    return float(plain) / float(total), float(voted) / float(total)
+    return float(correct) / float(total)
+
+
+def plain_pass(model: PointJepaClassification, points: torch.Tensor) -> torch.Tensor:
+    """Raw points (B, N, 3) -> logits (B, K) of the plain evaluation pass."""
+    return model(model.prepare(points, train=False))
+
+
+def vote(model: PointJepaClassification, points: torch.Tensor) -> torch.Tensor:
+    """Raw points (B, N, 3) -> voted class probabilities (B, K). With ``random_start`` the passes start from
+    the validation transforms applied once to an FPS subsample from a random start, as in the original."""
+    if model.vote_method != "random_start":
+        return model.vote_probabilities(points)
+    prepared = model.val_transformations(subsample(points, model.num_points, random=True))
+    return model.vote_probabilities(points, prepared)
 
 
 def load_classifier(
-    path: str | os.PathLike, num_classes: int, vote_num: int, device: torch.device
+    path: str | os.PathLike,
+    num_classes: int,
+    vote_num: int,
+    device: torch.device,
+    vote_method: VoteMethod = "random_start",
 ) -> PointJepaClassification:
     """A fine-tuned classification checkpoint (ours or the original layout) as an eval-mode model."""
     checkpoint = load_checkpoint(path)
     if "state_dict" not in checkpoint or not any(k.startswith("cls_head.") for k in checkpoint["state_dict"]):
         raise CheckpointError(f"{path}: not a classification checkpoint (no cls_head.* weights)")
     hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    hparams.update(num_classes=num_classes, vote_num=vote_num, pretrained_ckpt_path=None)
+    hparams.update(num_classes=num_classes, vote_num=vote_num, vote_method=vote_method, pretrained_ckpt_path=None)
     model = PointJepaClassification(**hparams)
     try:
         model.load_state_dict(checkpoint["state_dict"])
@@ -62,20 +84,34 @@ def load_classifier(
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", type=str, required=True, help="fine-tuned classification checkpoint")
+    parser.add_argument(
+        "--ckpt", "--finetuned_ckpt_path", type=str, required=True, help="fine-tuned classification checkpoint"
+    )
     parser.add_argument("--config", type=str | None, default=None, help="training config whose data: section to use")
     parser.add_subclass_arguments(
         pl.LightningDataModule, "data", required=False, help="data module (overrides --config)"
     )
-    parser.add_argument("--vote_num", type=int, default=10, help="passes averaged per vote")
-    parser.add_argument("--repeats", type=int, default=1, help="how many times to repeat the vote")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the augmented passes")
+    parser.add_argument("--vote_num", type=int, default=10, help="forward passes averaged per vote")
+    parser.add_argument("--vote_iterations", type=int, default=300, help="how many times to repeat the vote")
+    parser.add_argument(
+        "--vote_method",
+        type=VoteMethod,
+        default="random_start",
+        help=f"{' or '.join(get_args(VoteMethod))}: passes differing only in the tokenizer's random FPS start "
+        "(the original's), or the plain pass plus scaled and translated passes",
+    )
+    parser.add_argument("--seed", "--seed_everything", type=int, default=0, help="random seed of the voting passes")
     parser.add_argument("--device", type=str, default="auto", help="'auto' (GPU when available), 'cpu', 'cuda:0', ...")
-    parser.add_argument("--json", type=str | None, default=None, help="also write val_acc and val_vote_acc (in [0, 1]) here as JSON")
+    parser.add_argument(
+        "--json",
+        type=str | None,
+        default=None,
+        help="also write val_acc, val_vote_acc (the best vote) and its mean, std and runs (in [0, 1]) here as JSON",
+    )
     return parser
 
 
-def main(args: Sequence[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config_path = pre.parse_known_args(args)[0].config
@@ -90,26 +126,30 @@ def main(args: Sequence[str] | None = None) -> None:
     cfg = parser.parse_args(args)
     if cfg.data is None:
         parser.error("give the data module with --config <training config> or --data.class_path ...")
-    if cfg.vote_num < 1 or cfg.repeats < 1:
-        parser.error("--vote_num and --repeats must be positive")
+    if cfg.vote_num < 1 or cfg.vote_iterations < 1:
+        parser.error("--vote_num and --vote_iterations must be positive")
     datamodule = parser.instantiate(cfg).data
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
 
     datamodule.setup("validate")
-    model = load_classifier(cfg.ckpt, datamodule.num_classes, cfg.vote_num, device)
+    model = load_classifier(cfg.ckpt, datamodule.num_classes, cfg.vote_num, device, cfg.vote_method)
     pl.seed_everything(cfg.seed, verbose=False)
-    results = [voting_accuracy(model, datamodule.val_dataloader(), device) for _ in range(cfg.repeats)]
-    plain, voted = np.array(results).T * 100
-    print(f"{cfg.ckpt}: accuracy without voting {plain[0]:.2f}%")
+    plain = 100 * accuracy(partial(plain_pass, model), datamodule.val_dataloader(), device)
+    print(f"{cfg.ckpt}: accuracy without voting {plain:.2f}%")
+    voted = []
+    for i in range(cfg.vote_iterations):
+        voted.append(100 * accuracy(partial(vote, model), datamodule.val_dataloader(), device))
+        print(f"{i + 1}/{cfg.vote_iterations} vote accuracy {voted[-1]:.2f}%, best {max(voted):.2f}%")
+    runs = np.array(voted)
     print(
-        f"with voting ({cfg.vote_num} passes, {cfg.repeats} repeats): {voted.mean():.2f} ± {voted.std():.2f}% "
-        f"(best {voted.max():.2f}%)"
+        f"with voting ({cfg.vote_num} passes, {cfg.vote_iterations} iterations): best {runs.max():.2f}%, "
+        f"mean {runs.mean():.2f} ± {runs.std():.2f}%"
     )
     if cfg.json:
-        from pointjepa.eval.svm import write_json_atomically
-
-        result = {"ckpt": cfg.ckpt, "vote_num": cfg.vote_num, "val_acc": plain[0] / 100, "val_vote_acc": voted.mean() / 100}
-        write_json_atomically({**result, "val_vote_acc_runs": (voted / 100).tolist()}, Path(cfg.json))
+        result = {"ckpt": cfg.ckpt, "vote_num": cfg.vote_num, "vote_method": cfg.vote_method, "val_acc": plain / 100}
+        result |= {"val_vote_acc": runs.max() / 100, "val_vote_acc_mean": runs.mean() / 100}
+        result |= {"val_vote_acc_std": runs.std() / 100, "val_vote_acc_runs": (runs / 100).tolist()}
+        atomic_write(cfg.json, lambda f: f.write(json.dumps(result, indent=2).encode()))
 
 
 if __name__ == "__main__":

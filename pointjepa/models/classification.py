@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -16,12 +17,15 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from pointjepa.modules.backbone import backbone_from_hparams
 from pointjepa.modules.cls_head import HeadKind, Pooling, build_cls_head, pool_tokens, pooled_dim, uses_cls_token
 from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
+from pointjepa.modules.tokenizer import PointcloudTokenizer
 from pointjepa.modules.transforms import build_task_transforms, build_transforms, transform_kwargs
 from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.optim import warmup_cosine_schedule
 from pointjepa.utils.pretrained import load_backbone
 
 Stage = Literal["val", "test"]
+VoteMethod = Literal["random_start", "augmented"]
+VOTE_METHODS: tuple[str, ...] = get_args(VoteMethod)
 
 
 def subsample(points: torch.Tensor, num_points: int, random: bool) -> torch.Tensor:
@@ -32,6 +36,17 @@ def subsample(points: torch.Tensor, num_points: int, random: bool) -> torch.Tens
     if points.shape[1] == num_points:
         return points
     return farthest_point_sample(points, num_points, random_start=random)[0]
+
+
+@contextmanager
+def random_fps_start(tokenizer: PointcloudTokenizer, enabled: bool = True) -> Iterator[None]:
+    """Within the block, the tokenizer's FPS starts at a random point in eval mode too (when ``enabled``)."""
+    previous = tokenizer.random_start_in_eval
+    tokenizer.random_start_in_eval = previous or enabled
+    try:
+        yield
+    finally:
+        tokenizer.random_start_in_eval = previous
 
 
 def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -98,10 +113,17 @@ class PointJepaClassification(pl.LightningModule):
         transformation_rotate_degs: rotation step in degrees (null: any angle).
         transformation_translate: largest shift per axis.
         transformation_height_normalize_dim: the height axis of height_norm.
+        transformation_scale_mirror: let ``scale`` also mirror the axes whose symmetry is 1.
+        transformation_per_sample: draw scale, rotation and shift per cloud instead of per batch.
+        fps_random_start_in_eval: FPS (``num_points`` subsampling and tokenizer) starts at a random point in
+            eval mode too, as in the original.
         log_tsne: log a t-SNE image of the validation embeddings each validation epoch.
         log_confusion_matrix: log a confusion matrix image each validation epoch.
-        vote: also log ``val_vote_acc``, the accuracy of ``vote_num`` averaged augmented passes.
+        vote: also log ``val_vote_acc``, the accuracy of the softmax averaged over ``vote_num`` passes.
         vote_num: passes per vote.
+        vote_method: ``random_start`` (the original's): the evaluation input passed ``vote_num`` times, each
+            tokenized from random FPS start points; ``augmented``: the plain pass and ``vote_num - 1`` passes
+            subsampled from a random start, scaled and translated.
     """
 
     def __init__(
@@ -149,15 +171,21 @@ class PointJepaClassification(pl.LightningModule):
         transformation_rotate_degs: float | None = None,
         transformation_translate: float = 0.2,
         transformation_height_normalize_dim: int = 1,
+        transformation_scale_mirror: bool = False,
+        transformation_per_sample: bool = False,
+        fps_random_start_in_eval: bool = False,
         log_tsne: bool = False,
         log_confusion_matrix: bool = False,
         vote: bool = False,
         vote_num: int = 10,
+        vote_method: VoteMethod = "random_start",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if num_points < 1 or vote_num < 1:
             raise ValueError(f"num_points and vote_num: expected positive integers, got {num_points} and {vote_num}")
+        if vote_method not in VOTE_METHODS:
+            raise ValueError(f"vote_method: expected one of {list(VOTE_METHODS)}, got {vote_method!r}")
         if not 0.0 <= loss_label_smoothing < 1.0:
             raise ValueError(f"loss_label_smoothing: expected a value in [0, 1), got {loss_label_smoothing}")
 
@@ -168,7 +196,8 @@ class PointJepaClassification(pl.LightningModule):
         self.positional_encoding = backbone.positional_encoding
         self.encoder = backbone.encoder
         self.num_classes, self.num_points, self.pooling = num_classes, num_points, cls_head_pooling
-        self.vote, self.vote_num, self.log_tsne = vote, vote_num, log_tsne
+        self.fps_random_start_in_eval = fps_random_start_in_eval
+        self.vote, self.vote_num, self.vote_method, self.log_tsne = vote, vote_num, vote_method, log_tsne
         head_in = pooled_dim(cls_head_pooling, encoder_dim)
         if uses_cls_token(cls_head_pooling):
             self.cls_token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(encoder_dim), std=0.02, a=-0.02, b=0.02))
@@ -223,19 +252,24 @@ class PointJepaClassification(pl.LightningModule):
     def prepare(self, points: torch.Tensor, train: bool) -> torch.Tensor:
         """Raw batch points (B, N, 3) -> subsampled and transformed model input (B, num_points, 3)."""
         transforms = self.train_transformations if train else self.val_transformations
-        return transforms(subsample(points, self.num_points, random=train))
+        return transforms(subsample(points, self.num_points, random=train or self.fps_random_start_in_eval))
 
-    def vote_probabilities(self, points: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw points (B, N, 3) -> class probabilities (B, K) averaged over ``vote_num`` passes: the plain
-        eval pass (``logits`` if already computed) and passes subsampled from a random start point with
-        the scale and translate augmentations of training."""
-        if logits is None:
-            logits = self(self.prepare(points, train=False))
-        probabilities = [F.softmax(logits.float(), dim=-1)]
+    def vote_probabilities(self, points: torch.Tensor, prepared: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw points (B, N, 3) -> class probabilities (B, K): the softmax averaged over ``vote_num`` passes
+        (see ``vote_method``), run as one batch. ``prepared`` (B, num_points, 3): the evaluation input the
+        passes start from (default ``prepare(points, train=False)``)."""
+        if prepared is None:
+            prepared = self.prepare(points, train=False)
+        passes = [prepared]
         for _ in range(self.vote_num - 1):
-            augmented = self.vote_augmentation(subsample(points, self.num_points, random=True))
-            probabilities.append(F.softmax(self(self.val_transformations(augmented)).float(), dim=-1))
-        return torch.stack(probabilities).mean(0)
+            if self.vote_method == "random_start":
+                passes.append(prepared)
+            else:
+                augmented = self.vote_augmentation(subsample(points, self.num_points, random=True))
+                passes.append(self.val_transformations(augmented))
+        with random_fps_start(self.tokenizer, self.vote_method == "random_start"):
+            logits = self(torch.cat(passes))
+        return F.softmax(logits.float(), dim=-1).reshape(self.vote_num, len(points), -1).mean(0)
 
     # ---- weights and freezing --------------------------------------------------------------------------
     def load_pretrained(self, path: str) -> None:
@@ -281,14 +315,15 @@ class PointJepaClassification(pl.LightningModule):
 
     def _evaluate(self, batch: tuple[torch.Tensor, ...], stage: Stage) -> None:
         points, labels = batch[0], batch[1]
-        embedding = self.embed(self.prepare(points, train=False))
+        prepared = self.prepare(points, train=False)
+        embedding = self.embed(prepared)
         logits = self.cls_head(embedding)
         self.log(f"{stage}_loss", self.loss_func(logits, labels), sync_dist=True)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics(logits, labels)
         self.log_dict(metrics)
         if self.vote_acc is not None:
-            self.vote_acc[stage](self.vote_probabilities(points, logits), labels)
+            self.vote_acc[stage](self.vote_probabilities(points, prepared), labels)
             self.log(f"{stage}_vote_acc", self.vote_acc[stage])
         if stage == "val" and self.val_confusion is not None:
             self.val_confusion.update(logits, labels)
@@ -329,7 +364,7 @@ class PointJepaClassification(pl.LightningModule):
             targets = self.all_gather(torch.cat(labels)).reshape(-1)
         if not self.trainer.is_global_zero:
             return
-        from pointjepa.eval.plots import confusion_matrix_figure, log_figure, tsne_figure
+        from pointjepa.viz import confusion_matrix_figure, log_figure, tsne_figure
 
         datamodule = getattr(self.trainer, "datamodule", None)
         names = getattr(datamodule, "label_names", None)

@@ -26,7 +26,7 @@ from pointjepa.modules.samplers import (
 )
 from pointjepa.modules.sequencer import PointSequencer, SequenceMethod
 from pointjepa.modules.transforms import build_task_transforms
-from pointjepa.utils.checkpoint import drop_original_extras, load_checkpoint
+from pointjepa.utils.checkpoint import drop_original_extras, load_checkpoint, reset_nan_batchnorm_stats
 from pointjepa.utils.optim import warmup_cosine_schedule
 
 
@@ -89,6 +89,9 @@ class PointJepa(pl.LightningModule):
         transformation_rotate_degs: float | None = None,
         transformation_translate: float = 0.2,
         transformation_height_normalize_dim: int = 1,
+        transformation_scale_mirror: bool = False,
+        transformation_per_sample: bool = False,
+        fps_random_start_in_eval: bool = False,
         svm_validation: dict[str, pl.LightningDataModule] = {},
         svm_validation_C: float = 0.012,
         fix_estimated_stepping_batches: int | None = None,
@@ -168,13 +171,20 @@ class PointJepa(pl.LightningModule):
                 raise ValueError(f"{option}: expected a value in [0, 1], got {value}")
 
     def load_pretrained(self, path: str) -> None:
-        """Load weights (not optimizer state) from a pretraining checkpoint, ours or the original layout."""
+        """Load weights (not optimizer state) from a pretraining checkpoint, ours or the original layout.
+
+        The teacher restarts as a copy of the loaded student with its step counter at 0, and NaN
+        batch-norm running statistics are reset to 0 (mean) / 1 (variance).
+        """
         checkpoint = load_checkpoint(path)
         state_dict = drop_original_extras(checkpoint.get("state_dict", checkpoint))
         result = self.load_state_dict(state_dict, strict=False)
+        self.teacher.reset(self.student)
+        reset_nan_batchnorm_stats(self)
         rank_zero_info(
             f"Loaded {path}: {len(state_dict) - len(result.unexpected_keys)} tensors; "
-            f"missing {list(result.missing_keys) or 'none'}; unexpected {list(result.unexpected_keys) or 'none'}"
+            f"missing {list(result.missing_keys) or 'none'}; unexpected {list(result.unexpected_keys) or 'none'}; "
+            "teacher restarted as a copy of the student"
         )
 
     # ---- hooks -----------------------------------------------------------------------------------------
@@ -185,7 +195,7 @@ class PointJepa(pl.LightningModule):
             if max_epochs is None or max_epochs < 1:
                 raise ValueError("trainer.max_epochs must be set (>= 1): the EMA and LR schedules are defined over it")
             total_steps = self.hparams.fix_estimated_stepping_batches or trainer.estimated_stepping_batches
-            self.teacher.tau_steps = total_steps * self.hparams.ema_tau_epochs / max_epochs
+            self.teacher.tau_steps = total_steps * (self.hparams.ema_tau_epochs / max_epochs)
         for datamodule in self.svm_validation.values():
             datamodule.setup("fit")
 

@@ -35,11 +35,20 @@ def build_backbone(
     add_pos_at_every_layer: bool = True,
     qkv_bias: bool = True,
     tokenizer_embedding_dim: int | None = None,
+    random_start_in_eval: bool = False,
 ) -> Backbone:
-    """Tokenizer (mini-PointNet ``small``, projected to ``dim`` when ``tokenizer_embedding_dim`` differs),
-    positional MLP and ViT encoder with linear stochastic depth."""
+    """Tokenizer (mini-PointNet ``small``, projected to ``dim`` when ``tokenizer_embedding_dim`` differs;
+    FPS from a random start in eval mode too with ``random_start_in_eval``), positional MLP and ViT
+    encoder with linear stochastic depth."""
     return Backbone(
-        tokenizer=PointcloudTokenizer(num_groups, group_size, group_radius, dim, embedding_dim=tokenizer_embedding_dim),
+        tokenizer=PointcloudTokenizer(
+            num_groups,
+            group_size,
+            group_radius,
+            dim,
+            embedding_dim=tokenizer_embedding_dim,
+            random_start_in_eval=random_start_in_eval,
+        ),
         positional_encoding=positional_mlp(dim),
         encoder=TransformerEncoder(
             embed_dim=dim,
@@ -74,4 +83,5 @@ def backbone_from_hparams(hparams: Mapping[str, Any]) -> Backbone:
         add_pos_at_every_layer=hparams["encoder_add_pos_at_every_layer"],
         qkv_bias=hparams.get("encoder_qkv_bias", True),
         tokenizer_embedding_dim=hparams.get("tokenizer_embedding_dim"),
+        random_start_in_eval=hparams.get("fps_random_start_in_eval", False),
     )

@@ -7,23 +7,31 @@ import copy
 import torch
 from torch import nn
 
+#: Updates 0 and 1 copy the student into the teacher (as the original's EMA with update_after_step=0:
+#: its warm-up branch, then its first-update initialisation); averaging starts at update 2.
+COPY_UPDATES = 2
+
 
 def ema_decay(step: int, tau_min: float, tau_max: float, tau_steps: float) -> float:
-    """Decay at ``step``: linear from ``tau_min`` to ``tau_max`` over ``tau_steps``, then ``tau_max``."""
-    if tau_steps <= 0:
-        return tau_max
-    return tau_min + (tau_max - tau_min) * min(step / tau_steps, 1.0)
+    """Decay of update number ``step`` (0-based): 0.0 at step 0, then linear from ``tau_min`` (step 0)
+    to ``tau_max`` (step ``tau_steps``), then ``tau_max``; kept within [tau_min, tau_max]."""
+    if step <= 0:
+        return 0.0
+    value = tau_min + (tau_max - tau_min) * step / tau_steps if step < tau_steps else tau_max
+    return min(max(value, tau_min), tau_max)
 
 
 class EMA(nn.Module):
-    """Holds ``ema_model``, a frozen copy of the online model, and the ``step`` counter.
+    """Holds ``ema_model``, a frozen copy of the online model, and the ``step`` counter (shape (1,)).
 
-    ``update(online)`` does ``ema <- tau * ema + (1 - tau) * online`` for parameters and copies
-    buffers. The teacher always runs in eval mode. ``tau_steps`` is set by the training loop.
+    ``update(online)`` is called once per optimizer step. Updates 0 and 1 copy the online model;
+    from update 2 on ``ema <- tau * ema + (1 - tau) * online`` with ``tau = ema_decay(step)``, for
+    parameters and floating-point buffers. The teacher always runs in eval mode. ``tau_steps`` is
+    set by the training loop.
 
     Args:
         model: the online (student) model to copy.
-        tau_min: decay at step 0.
+        tau_min: start of the linear decay ramp (step 0).
         tau_max: decay from ``tau_steps`` on.
         tau_steps: length of the linear ramp in optimizer steps.
     """
@@ -33,7 +41,7 @@ class EMA(nn.Module):
         if not 0.0 <= tau_min <= 1.0 or not 0.0 <= tau_max <= 1.0:
             raise ValueError(f"ema_tau_min / ema_tau_max: expected values in [0, 1], got {tau_min} and {tau_max}")
         self.ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("step", torch.zeros(1, dtype=torch.long))
         self.tau_min = tau_min
         self.tau_max = tau_max
         self.tau_steps = tau_steps
@@ -54,22 +62,40 @@ class EMA(nn.Module):
             self._step_host = host
         return host
 
+    def _paired_tensors(self, online: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Teacher and online parameters and floating-point buffers, in matching order."""
+        ema = [*self.ema_model.parameters(), *self.ema_model.buffers()]
+        src = [*online.parameters(), *online.buffers()]
+        if [t.shape for t in ema] != [t.shape for t in src]:
+            raise RuntimeError("EMA: the online model's parameters no longer match the teacher's")
+        pairs = [(e, s.detach().to(e.dtype)) for e, s in zip(ema, src) if e.is_floating_point()]
+        return [e for e, _ in pairs], [s for _, s in pairs]
+
     @torch.no_grad()
     def update(self, online: nn.Module) -> float:
-        """Blend ``online`` into the teacher; returns the decay used."""
-        tau = self.current_decay()
-        ema_params = list(self.ema_model.parameters())
-        online_params = [p.detach() for p in online.parameters()]
-        if len(ema_params) != len(online_params):
-            raise RuntimeError("EMA: the online model's parameters no longer match the teacher's")
-        torch._foreach_lerp_(ema_params, [p.to(e.dtype) for p, e in zip(online_params, ema_params)], 1.0 - tau)
-        for ema_buffer, buffer in zip(self.ema_model.buffers(), online.buffers()):
-            ema_buffer.copy_(buffer)
+        """Copy (updates 0 and 1) or blend ``online`` into the teacher; returns the decay (0.0 at update 0)."""
+        step = self._host_step()
+        tau = ema_decay(step, self.tau_min, self.tau_max, self.tau_steps)
+        ema, src = self._paired_tensors(online)
+        if step < COPY_UPDATES:
+            torch._foreach_copy_(ema, src)
+        else:
+            torch._foreach_lerp_(ema, src, 1.0 - tau)
         self.step += 1
-        self._step_host = self._host_step() + 1
+        self._step_host = step + 1
         return tau
 
+    @torch.no_grad()
+    def reset(self, online: nn.Module) -> None:
+        """Restart from ``online``: the teacher becomes a copy of it and the step counter 0."""
+        self.ema_model.load_state_dict(online.state_dict())
+        self.step.zero_()
+        self._step_host = 0
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[override]
+        step = state_dict.get(prefix + "step")
+        if step is not None and step.dim() == 0:  # checkpoints written with a 0-d counter
+            state_dict[prefix + "step"] = step.reshape(1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._step_host = None
 

@@ -39,8 +39,8 @@ class UnfreezeSchedule:
         encoder_freeze_layers: freeze only these blocks (instead of the whole encoder) until unfrozen.
         encoder_unfreeze_layers: unfreeze only these blocks (instead of the whole encoder).
         encoder_unfreeze_stepwise: unfreeze ``stepwise_num_layers`` blocks at a time, the last block
-            first, at evenly spaced epochs from ``encoder_unfreeze_epoch`` to ``max_epochs``; the final
-            norm trains from the first step on.
+            first, every ``int((max_epochs - encoder_unfreeze_epoch) / (blocks / stepwise_num_layers))``
+            epochs (at least 1) from ``encoder_unfreeze_epoch`` on; the final norm stays frozen.
         encoder_unfreeze_stepwise_num_layers: blocks per step.
         tokenizer_unfreeze_epoch: first epoch at which the tokenizer trains.
         positional_encoding_unfreeze_epoch: first epoch at which the positional encoding trains.
@@ -70,6 +70,12 @@ class UnfreezeSchedule:
             if layers is not None:
                 _block_indices(layers, self.depth, option)
 
+    def stepwise_interval(self, num_blocks: int, max_epochs: int) -> int:
+        """Epochs between two stepwise steps: the original's ``int(epochs / (blocks / blocks_per_step))``,
+        at least 1 (the original stops with an error when it is 0)."""
+        steps = num_blocks / self.encoder_unfreeze_stepwise_num_layers
+        return max(1, int((max_epochs - self.encoder_unfreeze_epoch) / steps))
+
     def _unfrozen_blocks(self, epoch: int, max_epochs: int) -> tuple[set[int], bool]:
         """Blocks released by the unfreeze schedule at ``epoch``, and whether the whole encoder is."""
         if epoch < self.encoder_unfreeze_epoch:
@@ -80,9 +86,7 @@ class UnfreezeSchedule:
             order = list(range(self.depth))
         if not self.encoder_unfreeze_stepwise:
             return set(order), self.encoder_unfreeze_layers is None
-        num_steps = -(-len(order) // self.encoder_unfreeze_stepwise_num_layers)
-        interval = max(1, (max_epochs - self.encoder_unfreeze_epoch) // num_steps)
-        steps_done = (epoch - self.encoder_unfreeze_epoch) // interval + 1
+        steps_done = (epoch - self.encoder_unfreeze_epoch) // self.stepwise_interval(len(order), max_epochs) + 1
         count = min(len(order), steps_done * self.encoder_unfreeze_stepwise_num_layers)
         return set(order[::-1][:count]), False
 
@@ -91,17 +95,15 @@ class UnfreezeSchedule:
         unfrozen, whole_encoder = self._unfrozen_blocks(epoch, max_epochs)
         if self.encoder_freeze_layers is not None:
             frozen = set(_block_indices(self.encoder_freeze_layers, self.depth, "encoder_freeze_layers"))
-            norm = True
         else:
             frozen = set(range(self.depth))
-            norm = whole_encoder or (self.encoder_unfreeze_stepwise and bool(unfrozen))
         if whole_encoder:
             unfrozen = set(range(self.depth))
         return Trainable(
             tokenizer=epoch >= self.tokenizer_unfreeze_epoch,
             positional_encoding=epoch >= self.positional_encoding_unfreeze_epoch,
             encoder_blocks=frozenset(set(range(self.depth)) - (frozen - unfrozen)),
-            encoder_norm=norm,
+            encoder_norm=whole_encoder or self.encoder_freeze_layers is not None,
         )
 
 

@@ -5,15 +5,42 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def _pointnet_forward(first_conv: nn.Module, second_conv: nn.Module, points: torch.Tensor) -> torch.Tensor:
-    """points (G, K, 3) -> features (G, C): per-point MLP, global max concatenated back, MLP, max."""
-    feature = first_conv(points.transpose(2, 1))  # (G, C1, K)
-    feature_global = feature.max(dim=2, keepdim=True).values  # (G, C1, 1)
-    feature = torch.cat([feature_global.expand(-1, -1, feature.shape[2]), feature], dim=1)  # (G, 2*C1, K)
-    return second_conv(feature).max(dim=2).values  # (G, C)
+def _pointwise(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run ``Conv1d(kernel 1)`` / batch-norm / activation ``layers`` on channels-last rows: (M, C_in) -> (M, C_out).
+
+    A kernel-1 convolution is a matrix product with its (C_out, C_in, 1) weight; on rows it runs as
+    one GEMM instead of a convolution over (G, C, K). Batch norms take (M, C) with the same statistics.
+    """
+    for layer in layers:
+        if isinstance(layer, nn.Conv1d):
+            x = F.linear(x, layer.weight.squeeze(-1), layer.bias)
+        else:
+            x = layer(x)
+    return x
+
+
+def _pointnet_forward(first_conv: nn.Sequential, second_conv: nn.Sequential, points: torch.Tensor) -> torch.Tensor:
+    """points (G, K, 3) -> features (G, C): per-point MLP, global max concatenated back, MLP, max.
+
+    Two rewrites of the same sums: the first layer of ``second_conv`` sees ``[global; local]``, so
+    its weight is split and the global half is applied once per group and broadcast over the K
+    points (half the multiply-adds); the bias of the last layer is added after the max over the
+    group (``max(a + b) == max(a) + b``), on G rows instead of G*K.
+    """
+    G, K, _ = points.shape
+    feature = _pointwise(first_conv, points.reshape(G * K, -1)).view(G, K, -1)  # (G, K, C1)
+    feature_global = feature.max(dim=1).values  # (G, C1)
+    fuse, body, last = second_conv[0], second_conv[1:-1], second_conv[-1]
+    weight = fuse.weight.squeeze(-1)  # (C2, 2*C1): global columns first
+    width = feature.shape[-1]
+    hidden = F.linear(feature, weight[:, width:]) + F.linear(feature_global, weight[:, :width], fuse.bias).unsqueeze(1)
+    hidden = _pointwise(body, hidden.view(G * K, -1))
+    tokens = F.linear(hidden, last.weight.squeeze(-1)).view(G, K, -1).max(dim=1).values  # (G, C)
+    return tokens if last.bias is None else tokens + last.bias
 
 
 class PointNetSmall(nn.Module):

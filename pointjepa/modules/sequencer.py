@@ -35,9 +35,8 @@ def iterative_nearest_order(centers: torch.Tensor, min_start: bool = False) -> t
 
 
 def _spread_bits(v: torch.Tensor) -> torch.Tensor:
-    """Insert two zero bits between each of the low 21 bits of ``v`` (int64)."""
-    v = v & 0x1FFFFF
-    v = (v | (v << 32)) & 0x1F00000000FFFF
+    """Insert two zero bits between each of the low 16 bits of ``v`` (int64)."""
+    v = v & 0xFFFF
     v = (v | (v << 16)) & 0x1F0000FF0000FF
     v = (v | (v << 8)) & 0x100F00F00F00F00F
     v = (v | (v << 4)) & 0x10C30C30C30C30C3
@@ -45,17 +44,23 @@ def _spread_bits(v: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def morton_codes(centers: torch.Tensor, bits: int = 21) -> torch.Tensor:
-    """Z-order codes of centers quantised on a per-cloud grid: (B, T, 3) -> (B, T) int64."""
+def morton_codes(centers: torch.Tensor) -> torch.Tensor:
+    """Z-order codes as PointGPT's (and the original's) ``z_order``: (B, T, 3) -> (B, T) int64.
+
+    Per cloud, each coordinate goes on a 1/256 grid from ``|min - 0.5|`` (``min`` over all three axes),
+    reversed and rounded in float32: ``round(2**21 - 256 * (x + |min - 0.5|))``. The low 16 bits of x,
+    y, z are interleaved, x lowest: the original's 21-bit interleave keeps only those under numpy 1.x
+    (an int32 shift by 32 gives 0); bits 16-20 are the same for all centers of a cloud less than 255
+    units wide, so the order there is the full 21-bit z-order.
+    """
     c = centers.float()
-    lo = c.amin(dim=1, keepdim=True)
-    extent = (c.amax(dim=1, keepdim=True) - lo).amax(dim=-1, keepdim=True).clamp_min(1e-12)
-    q = ((c - lo) / extent * (2**bits - 1)).round().long()  # (B, T, 3) in [0, 2^bits)
-    return _spread_bits(q[..., 0]) | (_spread_bits(q[..., 1]) << 1) | (_spread_bits(q[..., 2]) << 2)
+    offset = (c.amin(dim=(1, 2), keepdim=True) - 0.5).abs()
+    grid = torch.round(2**21 - 256 * (c + offset)).long()
+    return _spread_bits(grid[..., 0]) | (_spread_bits(grid[..., 1]) << 1) | (_spread_bits(grid[..., 2]) << 2)
 
 
 def morton_order(centers: torch.Tensor) -> torch.Tensor:
-    """Sort by z-order code: centers (B, T, 3) -> order (B, T) int64."""
+    """Sort by z-order code, ascending (equal codes in index order): centers (B, T, 3) -> order (B, T) int64."""
     return morton_codes(centers).argsort(dim=1, stable=True)
 
 

@@ -88,6 +88,10 @@ def square_distances(query: Tensor, points: Tensor) -> Tensor:
     """(B, M, 3), (B, N, 3) -> (B, M, N) squared distances.
 
     Summed from coordinate differences as pytorch3d does, not by the cancellation-prone
-    |q|^2 - 2 q.p + |p|^2 expansion.
+    |q|^2 - 2 q.p + |p|^2 expansion: ``(dx*dx + dy*dy) + dz*dz``, one (B, M, N) plane per axis
+    rather than a (B, M, N, 3) tensor reduced over its last axis (same values, far fewer passes).
     """
-    return (query[:, :, None, :] - points[:, None, :, :]).square().sum(-1)
+    q, p = query.unsqueeze(2), points.unsqueeze(1)  # (B, M, 1, 3), (B, 1, N, 3)
+    dist = (q[..., 0] - p[..., 0]).square_()
+    dist.add_((q[..., 1] - p[..., 1]).square_())
+    return dist.add_((q[..., 2] - p[..., 2]).square_())

@@ -85,22 +85,53 @@ def _triton_applies(points: Tensor) -> bool:
     )
 
 
+# The running minimum is split into blocks of this many points for the argmax (see `_first_argmax`).
+_ARGMAX_BLOCK = 128
+
+
+def _first_argmax(blocks: Tensor) -> Tensor:
+    """(B, nb, b) -> (B,) flat index of the first maximum, as ``blocks.view(B, -1).argmax(-1)``.
+
+    The first block holding the maximum, then the first maximum in it: the same index (NaN counts
+    as the maximum in both), from a vectorised ``amax`` over all values and two argmax calls over
+    nb and b values, instead of one argmax, a scalar loop, over all of them.
+    """
+    batch, _, size = blocks.shape
+    block = blocks.amax(-1).argmax(-1)  # (B,)
+    inner = blocks.gather(1, block.view(batch, 1, 1).expand(batch, 1, size)).view(batch, size)
+    return block * size + inner.argmax(-1)
+
+
 @torch.no_grad()
 def _fps_torch(points: Tensor, num_samples: int, start_idx: Tensor | None) -> Tensor:
-    """(B, N, 3) -> (B, K) indices: a few tensor ops per chosen center, no loop over points."""
+    """(B, N, 3) -> (B, K) indices: a few in-place tensor ops per chosen center, no loop over points.
+
+    The coordinates are held as three contiguous (B, N) planes and each distance is summed as
+    ``(dx*dx + dy*dy) + dz*dz`` into preallocated buffers, the arithmetic of
+    ``(points - center).square().sum(-1)`` without a reduction over a size-3 axis per pick. The
+    running minimum is padded with -inf to whole blocks for `_first_argmax`.
+    """
     pts = points.to(compute_dtype(points))
     batch, num_points, _ = pts.shape
-    last = (
-        start_idx
-        if start_idx is not None
-        else torch.zeros(batch, dtype=torch.int64, device=pts.device)
-    )
-    min_dist = pts.new_full((batch, num_points), float("inf"))
+    planes = pts.permute(2, 0, 1).contiguous()  # (3, B, N)
+    flat = planes.view(3, batch * num_points)
+    offsets = torch.arange(batch, device=pts.device) * num_points
+    num_blocks = -(-num_points // _ARGMAX_BLOCK)
+    padded = pts.new_full((batch, num_blocks * _ARGMAX_BLOCK), float("-inf"))
+    min_dist = padded[:, :num_points]
+    min_dist.fill_(float("inf"))
+    blocks = padded.view(batch, num_blocks, _ARGMAX_BLOCK)
+    dist, term = torch.empty_like(planes[0]), torch.empty_like(planes[0])
+    last = start_idx if start_idx is not None else offsets.new_zeros(batch)
     chosen = [last]
     for _ in range(num_samples - 1):
-        center = pts.gather(1, last.view(batch, 1, 1).expand(batch, 1, 3))
-        min_dist = torch.minimum(min_dist, (pts - center).square().sum(-1))
-        last = min_dist.argmax(-1)
+        center = flat[:, offsets + last].unsqueeze(-1)  # (3, B, 1)
+        torch.sub(planes[0], center[0], out=dist).mul_(dist)
+        for axis in (1, 2):
+            torch.sub(planes[axis], center[axis], out=term).mul_(term)
+            dist.add_(term)
+        torch.minimum(min_dist, dist, out=min_dist)
+        last = _first_argmax(blocks)
         chosen.append(last)
     return torch.stack(chosen, 1)
 

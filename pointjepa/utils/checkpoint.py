@@ -1,4 +1,5 @@
-"""Reading checkpoints: clear errors for missing or damaged files, and the original layout's extras."""
+"""Reading checkpoints: clear errors for missing or damaged files, the original layout's extras, and NaN
+batch-norm running statistics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 #: Entries of original Point-JEPA pretraining checkpoints that this implementation does not keep.
 ORIGINAL_EXTRA_PREFIXES = ("teacher.online_model.",)
@@ -43,6 +47,22 @@ def drop_original_extras(state_dict: dict[str, torch.Tensor]) -> dict[str, torch
         for k, v in state_dict.items()
         if k not in ORIGINAL_EXTRA_KEYS and not k.startswith(ORIGINAL_EXTRA_PREFIXES)
     }
+
+
+def reset_nan_batchnorm_stats(module: nn.Module) -> list[str]:
+    """Reset batch-norm running statistics holding a NaN: the whole ``running_mean`` to 0, the whole
+    ``running_var`` to 1. Warns naming each reset buffer and returns their names."""
+    reset = []
+    for name, layer in module.named_modules():
+        if not isinstance(layer, _BatchNorm):
+            continue
+        for stat, value in (("running_mean", 0.0), ("running_var", 1.0)):
+            buffer = getattr(layer, stat)
+            if buffer is not None and buffer.isnan().any():
+                buffer.fill_(value)
+                reset.append(f"{name}.{stat}")
+                rank_zero_warn(f"{name}.{stat} holds NaN in the loaded weights: reset to {value:g}")
+    return reset
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint, reset_nan_batchnorm_stats
 
 BACKBONE_PREFIXES = ("tokenizer.", "positional_encoding.", "encoder.")
 EXTRA_KEYS = ("cls_token", "cls_pos")
@@ -105,8 +105,9 @@ def load_backbone(
     """Load pretrained backbone weights from ``path`` into ``module`` (which has ``tokenizer``,
     ``positional_encoding`` and ``encoder``), skipping encoder blocks in ``ignore_encoder_layers``.
 
-    Raises ``CheckpointError`` naming the parameter when shapes do not fit. Prints one summary of
-    what was loaded, missing and unexpected; returns (missing keys, unexpected keys).
+    Raises ``CheckpointError`` naming the parameter when shapes do not fit. Batch-norm running
+    statistics holding NaN are reset to 0 / 1 (with a warning). Prints one summary of what was
+    loaded, missing and unexpected; returns (missing keys, unexpected keys).
     """
     state = backbone_state_dict(load_checkpoint(path))
     ignored = tuple(f"encoder.blocks.{i}." for i in ignore_encoder_layers)
@@ -125,6 +126,7 @@ def load_backbone(
                 f"{tuple(own[key].shape)} in the model (check encoder_dim / depth / tokenizer options, e.g. tokenizer_embedding_dim)"
             )
     result = module.load_state_dict(state, strict=False)
+    reset_nan_batchnorm_stats(module)
     missing = [k for k in result.missing_keys if k.startswith(BACKBONE_PREFIXES)]
     unexpected = list(result.unexpected_keys)
     rank_zero_info(
