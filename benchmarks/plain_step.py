@@ -1,12 +1,20 @@
-"""A plain reference pretraining step: eager fp32, the original's structure, per-sample loops.
+"""The reference pretraining step: the original's structure, eager fp32, plain-torch stand-ins.
 
-Same parameters as a `PointJepa` (its modules are called), but FPS, kNN grouping and the
-sequencer are written per sample in the most direct way, and the predictor is called once per
-target block in a Python loop, as in the original `models/point_jepa.py`. It is the reference the
-equivalence tests (`tests/test_fast_paths.py`) and `pretrain_throughput.py --compare` share.
+Same parameters as a `PointJepa` (its modules are called), computed as the original code does: FPS
+and kNN as plain batched torch loops standing in for pytorch3d's `sample_farthest_points` and
+`knn_points` (`standin_fps`, `standin_knn`: one pick per iteration over (B, N, 3), distances summed
+over the size-3 axis), the batched iterative-nearest sequencer, the mini-PointNet as `Conv1d`s
+over the concatenated [global; local] features, and one predictor call per target block in a
+Python loop; `original_attention` switches a model's attention to the explicit softmax(QK^T)V with
+dropout on the weights. The EMA update is the model's own. `pretrain_throughput.py --compare`
+times it against the optimised step; `tests/test_fast_paths.py` and `tests/test_perf_paths.py`
+check that both compute the same loss.
+
 Random draws follow the model's order (FPS starts from the global generator of the points'
 device, mask positions from the generator passed in), so a seeded run gives the same groups,
-sequence and loss as the optimised path.
+sequence and loss as the optimised path. The per-sample functions (`reference_fps`,
+`reference_knn`, `reference_sequence_order`) are the most direct greedy definitions, the known
+answers of the equivalence tests.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.samplers import gather_tokens, sample_context, sample_targets
 from pointjepa.modules.sequencer import SequenceMethod
 from pointjepa.modules.transforms import Subsample
+from pointjepa.ops.fps import _fps_loop_few_kernels
 
 
 @torch.no_grad()
@@ -68,20 +77,18 @@ def _morton_code(grid: Tensor, bits: int) -> Tensor:
 
 
 @torch.no_grad()
-def reference_sequence_order(centers: Tensor, method: SequenceMethod, bits: int = 21) -> Tensor:
+def reference_sequence_order(centers: Tensor, method: SequenceMethod, bits: int = 16) -> Tensor:
     """Token order of each cloud, one cloud at a time: centers (B, T, 3) -> order (B, T) int64.
 
     ``iterative_nearest[_min_start]``: start at token 0 (or the smallest x+y+z), then repeatedly
-    the nearest unvisited center; ``morton``: sort by z-order code on a per-cloud grid. Runs on
+    the nearest unvisited center; ``morton``: sort by z-order code (low ``bits`` of each axis). Runs on
     the host (one copy of the centers) and returns the order on the centers' device.
     """
     orders = []
     for c in centers.detach().float().cpu():
         num_tokens = c.shape[0]
-        if method == "morton":
-            lo = c.amin(dim=0)
-            extent = (c.amax(dim=0) - lo).amax().clamp_min(1e-12)
-            grid = ((c - lo) / extent * (2**bits - 1)).round().long()
+        if method == "morton":  # PointGPT's grid: 1/256 steps from |min - 0.5|, reversed as 2**21 - x
+            grid = (2**21 - 256 * (c + (c.min() - 0.5).abs())).round().long()
             orders.append(_morton_code(grid, bits).argsort(stable=True))
             continue
         if method not in ("iterative_nearest", "iterative_nearest_min_start"):
@@ -99,20 +106,79 @@ def reference_sequence_order(centers: Tensor, method: SequenceMethod, bits: int 
     return torch.stack(orders).to(centers.device)
 
 
+def standin_fps(points: Tensor, num_samples: int, start_idx: Tensor | None = None) -> Tensor:
+    """Batched greedy FPS as a plain-torch stand-in for pytorch3d's `sample_farthest_points`:
+    (B, N, 3) -> idx (B, K) int64. Each pick gathers the last center, takes
+    ``(points - center).square().sum(-1)`` over all clouds at once and updates the running minimum
+    (`_fps_loop_few_kernels`, the torch path off the CPU).
+    """
+    pts = points.float() if points.dtype != torch.float64 else points
+    start = torch.zeros(pts.shape[0], dtype=torch.int64, device=pts.device) if start_idx is None else start_idx
+    with torch.no_grad():
+        return _fps_loop_few_kernels(pts, num_samples, start)
+
+
+@torch.no_grad()
+def standin_knn(query: Tensor, points: Tensor, k: int) -> Tensor:
+    """All (query, point) squared distances, then the k smallest: a plain-torch stand-in for
+    pytorch3d's `knn_points`. (B, M, 3), (B, N, 3) -> idx (B, M, k), nearest first."""
+    dist = (query.float()[:, :, None, :] - points.float()[:, None, :, :]).square().sum(-1)  # (B, M, N)
+    return dist.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+@torch.no_grad()
+def original_sequence_order(centers: Tensor, method: SequenceMethod) -> Tensor:
+    """The original's batched iterative-nearest ordering (pairwise `cdist`, visited columns set to
+    infinity, one argmin per step): centers (B, T, 3) -> order (B, T). ``morton`` goes per cloud."""
+    if method not in ("iterative_nearest", "iterative_nearest_min_start"):
+        return reference_sequence_order(centers, method)
+    c = centers.float()
+    batch, num_tokens, _ = c.shape
+    dist = torch.cdist(c, c)  # (B, T, T)
+    dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    rows = torch.arange(batch, device=c.device)
+    current = c.sum(-1).argmin(1) if method == "iterative_nearest_min_start" else rows.new_zeros(batch)
+    order = [current]
+    for _ in range(num_tokens - 1):
+        dist[rows, :, current] = float("inf")
+        current = dist[rows, current].argmin(-1)
+        order.append(current)
+    return torch.stack(order, 1)
+
+
+def original_pointnet(model: PointJepa, groups: Tensor) -> Tensor:
+    """The mini-PointNet as the original runs it: ``Conv1d`` layers over (G, C, K) and the
+    concatenated [global; local] features. groups (G, K, 3) -> (G, C)."""
+    encoder = model.tokenizer.embedding.encoder
+    feature = encoder.first_conv(groups.transpose(2, 1))  # (G, C1, K)
+    feature_global = feature.max(dim=2, keepdim=True).values
+    feature = torch.cat([feature_global.expand(-1, -1, feature.shape[2]), feature], dim=1)
+    return encoder.second_conv(feature).max(dim=2).values
+
+
+def original_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """Switch every timm attention of ``model`` to the explicit softmax(QK^T)V path (the original's
+    `Attention`: dropout on the attention weights) instead of fused SDPA; returns ``model``."""
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    return model
+
+
 def _fps_start(module: torch.nn.Module, points: Tensor) -> Tensor | None:
-    """The start draw `farthest_point_sample(random_start=module.training)` makes, in the same order."""
-    if not module.training:
+    """The start draw `farthest_point_sample` makes for ``module`` (random in training), in the same order."""
+    if not (module.training or getattr(module, "random_start_in_eval", False)):
         return None
     return torch.randint(points.shape[1], (points.shape[0],), device=points.device)
 
 
 def plain_transforms(model: PointJepa, points: Tensor) -> Tensor:
-    """The model's train or val transforms (by its mode), with `reference_fps` subsampling."""
+    """The model's train or val transforms (by its mode), with `standin_fps` subsampling."""
     transforms = model.train_transformations if model.training else model.val_transformations
     for transform in transforms:
         if isinstance(transform, Subsample):
             if points.shape[1] > transform.num_points:
-                idx = reference_fps(points, transform.num_points, _fps_start(transform, points))
+                idx = standin_fps(points, transform.num_points, _fps_start(transform, points))
                 points = points[torch.arange(points.shape[0], device=points.device)[:, None], idx]
         else:
             points = transform(points)
@@ -120,24 +186,24 @@ def plain_transforms(model: PointJepa, points: Tensor) -> Tensor:
 
 
 def plain_tokenize(model: PointJepa, points: Tensor) -> tuple[Tensor, Tensor]:
-    """points (B, N, 3) -> tokens (B, T, C), centers (B, T, 3) with reference FPS and kNN groups."""
+    """points (B, N, 3) -> tokens (B, T, C), centers (B, T, 3) with stand-in FPS and kNN groups."""
     grouping = model.tokenizer.grouping
-    if grouping.group_radius is not None:
-        raise ValueError("plain step: only kNN grouping is implemented (tokenizer_group_radius must be null)")
+    if grouping.group_radius is not None or model.tokenizer.projection is not None:
+        raise ValueError("plain step: only kNN groups and no token projection (tokenizer_group_radius, "
+                         "tokenizer_embedding_dim must be null)")  # fmt: skip
     rows = torch.arange(points.shape[0], device=points.device)[:, None]
-    centers = points[rows, reference_fps(points, grouping.num_groups, _fps_start(grouping, points))]
-    neighbours = reference_knn(centers, points, grouping.group_size)  # (B, T, K)
+    centers = points[rows, standin_fps(points, grouping.num_groups, _fps_start(grouping, points))]
+    neighbours = standin_knn(centers, points, grouping.group_size)  # (B, T, K)
     groups = points[rows[:, :, None], neighbours] - centers.unsqueeze(2)  # (B, T, K, 3)
     B, T, K, _ = groups.shape
-    tokens = model.tokenizer.embedding(groups.reshape(B * T, K, 3)).reshape(B, T, -1)
-    return tokens, centers
+    return original_pointnet(model, groups.reshape(B * T, K, 3)).reshape(B, T, -1), centers
 
 
 def plain_jepa_step(model: PointJepa, points: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Transformed points (B, N, 3) -> predictions and targets (B, M, k, C), block by block."""
     hp = model.hparams
     tokens, centers = plain_tokenize(model, points)
-    order = reference_sequence_order(centers, model.sequencer.method)
+    order = original_sequence_order(centers, model.sequencer.method)
     rows = torch.arange(points.shape[0], device=points.device)[:, None]
     tokens, centers = tokens[rows, order], centers[rows, order]
     pos = model.positional_encoding(centers)
@@ -147,7 +213,9 @@ def plain_jepa_step(model: PointJepa, points: Tensor, generator: torch.Generator
     target_positions = sample_targets(
         num_tokens, hp.num_targets_per_sample, model.target_ratio, hp.target_sample_method, generator
     )
-    context_positions = sample_context(num_tokens, target_positions, model.context_ratio, hp.context_sample_method, generator)
+    context_positions = sample_context(
+        num_tokens, target_positions, model.context_ratio, hp.context_sample_method, generator
+    )
     context = model.student(gather_tokens(tokens, context_positions), gather_tokens(pos, context_positions))
     context_centers = gather_tokens(centers, context_positions)
     predictions = [
@@ -166,7 +234,11 @@ def plain_loss(model: PointJepa, batch_points: Tensor, generator: torch.Generato
 def plain_train_step(
     model: PointJepa, optimizer: torch.optim.Optimizer, batch_points: Tensor, generator: torch.Generator
 ) -> Tensor:
-    """One full plain training step: transforms, forward, backward, optimizer, EMA -> detached loss."""
+    """One full plain training step: transforms, forward, backward, optimizer, EMA -> detached loss.
+
+    The EMA update is the model's own (one fused update over all tensors), so the reference is, if
+    anything, faster than the original's per-tensor loop.
+    """
     loss = plain_loss(model, batch_points, generator)
     loss.backward()
     optimizer.step()

@@ -3,8 +3,9 @@
 A step is what `PointJepa.training_step` plus Lightning's optimisation do: train transforms (FPS
 subsampling included), tokenizer, sequencer, teacher targets, mask sampling, student, predictor,
 loss, backward, AdamW step and EMA update. Reports ms/step, samples/s, peak memory and the share
-of each stage; `--compare` also times `plain_step.plain_train_step` (eager fp32, per-sample
-loops, one predictor call per target block) with the same weights in the same process.
+of each stage; `--compare` then alternates our step with `plain_step.plain_train_step` (the original's
+step with plain-torch stand-ins for its pytorch3d ops, eager fp32) on the same weights in the same
+process, so both see the same machine load.
 
     python benchmarks/pretrain_throughput.py                 # CUDA: published size, bf16 autocast
     python benchmarks/pretrain_throughput.py --device cpu --steps 3 --warmup 1 --compare --json /tmp/b.json
@@ -17,11 +18,13 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
@@ -32,7 +35,7 @@ import yaml  # noqa: E402
 from jsonargparse import ArgumentError  # noqa: E402
 from jsonargparse import ArgumentParser as ConfigParser  # noqa: E402
 
-from benchmarks.plain_step import plain_train_step  # noqa: E402
+from benchmarks.plain_step import original_attention, plain_train_step  # noqa: E402
 from pointjepa.models.point_jepa import PointJepa  # noqa: E402
 
 PUBLISHED_CONFIG = REPO_ROOT / "configs" / "Point-JEPA" / "pretraining" / "shapenet.yaml"
@@ -43,8 +46,12 @@ PUBLISHED_EPOCHS = 500
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Published size on the GPU (issue 7); a small one that runs in about a minute on a laptop CPU.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "cuda": dict(batch_size=512, num_points=8192, subsample_points=1024, num_groups=64, steps=20, warmup=5, precision="bf16"),
-    "cpu": dict(batch_size=16, num_points=2048, subsample_points=256, num_groups=32, steps=5, warmup=2, precision="fp32"),
+    "cuda": dict(
+        batch_size=512, num_points=8192, subsample_points=1024, num_groups=64, steps=20, warmup=5, precision="bf16"
+    ),
+    "cpu": dict(
+        batch_size=16, num_points=2048, subsample_points=256, num_groups=32, steps=5, warmup=2, precision="fp32"
+    ),
 }
 
 
@@ -121,10 +128,13 @@ def build_model(config: Path, num_groups: int, subsample_points: int) -> PointJe
     return PointJepa(**model_args)
 
 
-def make_optimizer(model: PointJepa) -> torch.optim.Optimizer:
-    """AdamW as `PointJepa.configure_optimizers` builds it."""
+def make_optimizer(model: PointJepa, fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW as `PointJepa.configure_optimizers` builds it (fused on CUDA), or with ``fused`` as given."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=model.hparams.learning_rate, weight_decay=model.hparams.optimizer_adamw_weight_decay)
+    if fused is None:
+        fused = params[0].device.type == "cuda"
+    hp = model.hparams
+    return torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.optimizer_adamw_weight_decay, fused=fused)
 
 
 def compile_model(model: PointJepa) -> None:
@@ -211,8 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int_at_least(0), help="untimed steps first (cuda 5, cpu 2)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), help="autocast dtype (cuda bf16, cpu fp32)")
     parser.add_argument("--compile", action="store_true", help="torch.compile encoders, predictor, mini-PointNet")
-    parser.add_argument("--compare", action="store_true", help="also time the plain eager fp32 reference step")
-    parser.add_argument("--compare-steps", type=int_at_least(1), default=3, help="timed plain steps (after 1 warm-up)")
+    parser.add_argument("--compare", action="store_true", help="also time the original's step, alternately")
+    parser.add_argument("--compare-steps", type=int_at_least(1), default=3, help="alternating rounds (after 1 warm-up)")
     parser.add_argument("--config", type=Path, default=PUBLISHED_CONFIG, help="pretraining config (model: section)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the figures to this file")
@@ -229,21 +239,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def time_plain_step(args: argparse.Namespace, state: dict[str, torch.Tensor], points: torch.Tensor) -> float:
-    """ms per `plain_train_step` of a model holding ``state``: 1 warm-up, then ``--compare-steps``."""
-    model = build_model(args.config, args.num_groups, args.subsample_points).to(points.device).train()
+def timed_ms(step: Callable[[], None], device: torch.device) -> float:
+    """Wall time of one call of ``step`` in ms, the device drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def compare_alternately(
+    args: argparse.Namespace,
+    state: dict[str, torch.Tensor],
+    points: torch.Tensor,
+    our_step: Callable[[], None],
+    our_generator: torch.Generator,
+) -> list[tuple[float, float]]:
+    """``--compare-steps`` rounds of (our step, plain reference step), each timed, after one warm-up of each.
+
+    The reference (`plain_step.plain_train_step`: eager fp32, the original's attention, the non-fused
+    AdamW of the original's Lightning default) runs on a second model loaded with ``state``. Round r
+    seeds both mask generators with ``seed + r``, so both steps draw the same target and context
+    sizes, and the one that runs first alternates: both see the same machine load.
+    """
+    model = original_attention(build_model(args.config, args.num_groups, args.subsample_points))
+    model = model.to(points.device).train()
     model.load_state_dict(state)
-    optimizer, generator = make_optimizer(model), torch.Generator().manual_seed(args.seed)
-    timer = StageTimer(points.device)
-
-    def step() -> None:
-        timer.begin_step()
-        plain_train_step(model, optimizer, points, generator)
-        timer.mark("step")
-
-    torch.manual_seed(args.seed)
-    run(step, timer, args.compare_steps, 1)
-    return timer.ms_per_step()
+    optimizer, generator = make_optimizer(model, fused=False), torch.Generator()
+    plain = lambda: plain_train_step(model, optimizer, points, generator)  # noqa: E731
+    plain()
+    our_step()
+    rounds = []
+    for r in range(args.compare_steps):
+        our_generator.manual_seed(args.seed + r)
+        generator.manual_seed(args.seed + r)
+        if r % 2:  # the reference first
+            plain_ms = timed_ms(plain, points.device)
+            ours_ms = timed_ms(our_step, points.device)
+        else:
+            ours_ms = timed_ms(our_step, points.device)
+            plain_ms = timed_ms(plain, points.device)
+        rounds.append((ours_ms, plain_ms))
+    return rounds
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -283,9 +322,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     if args.compare:
-        result["plain_ms_per_step"] = time_plain_step(args, initial_state, points)
-        result["plain_samples_per_s"] = args.batch_size * 1e3 / result["plain_ms_per_step"]
-        result["speedup_vs_plain"] = result["plain_ms_per_step"] / ms
+        rounds = compare_alternately(args, initial_state, points, step, generator)
+        ours, plain = (sum(times) / len(times) for times in zip(*rounds))
+        result["compare_rounds_ms"] = [list(r) for r in rounds]
+        result["paired_ms_per_step"] = ours
+        result["plain_ms_per_step"] = plain
+        result["plain_samples_per_s"] = args.batch_size * 1e3 / plain
+        result["speedup_vs_plain"] = plain / ours
+        result["speedup_vs_plain_median"] = statistics.median(b / a for a, b in rounds)  # robust to load spikes
 
     report(result, args)
     if args.json is not None:
@@ -298,8 +342,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     memory = "peak GPU memory allocated" if args.device == "cuda" else "peak host RSS (whole process)"
     lines = [
         f"machine: {result['machine']}",
-        f"step: batch {args.batch_size}, {args.num_points} -> {args.subsample_points} points, {args.num_groups} groups, "
-        f"precision {args.precision}, compile {args.compile}, {args.steps} timed after {args.warmup} warm-up",
+        f"step: batch {args.batch_size}, {args.num_points} -> {args.subsample_points} points, "
+        f"{args.num_groups} groups, precision {args.precision}, compile {args.compile}, "
+        f"{args.steps} timed after {args.warmup} warm-up",
         f"optimised: {result['ms_per_step']:.1f} ms/step, {result['samples_per_s']:,.1f} samples/s, "
         f"{memory} {result['peak_mem_mb']:,.0f} MB",
         f"  at this speed {PUBLISHED_EPOCHS} ShapeNet55 epochs take {result['projected_hours_published_run']:.2f} h",
@@ -309,11 +354,16 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     if result["host_syncs_per_step"] is not None:
         lines.append(f"  host-device synchronisations in one step: {result['host_syncs_per_step']}")
     if "speedup_vs_plain" in result:
-        lines.append(
-            f"plain eager fp32 reference: {result['plain_ms_per_step']:.1f} ms/step, "
-            f"{result['plain_samples_per_s']:,.1f} samples/s ({args.compare_steps} timed after 1 warm-up)"
-        )
-        lines.append(f"speed-up vs plain: {result['speedup_vs_plain']:.2f}x")
+        lines += [
+            f"alternating with the original's step (plain eager fp32 reference), {args.compare_steps} rounds "
+            "after 1 warm-up of each:",
+            f"  optimised {result['paired_ms_per_step']:.1f} ms/step, reference {result['plain_ms_per_step']:.1f} "
+            f"ms/step ({result['plain_samples_per_s']:,.1f} samples/s)",
+            "  rounds (optimised, reference) ms: "
+            + ", ".join(f"({a:.0f}, {b:.0f})" for a, b in result["compare_rounds_ms"]),
+            f"speed-up vs plain: {result['speedup_vs_plain']:.2f}x (median of the rounds "
+            f"{result['speedup_vs_plain_median']:.2f}x)",
+        ]
     print("\n".join(lines))
 
 

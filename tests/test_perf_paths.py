@@ -11,7 +11,7 @@ from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.pointnet import PointNetEncoder
 from pointjepa.ops import farthest_point_sample, knn
 from pointjepa.ops._backend import square_distances
-from pointjepa.ops.fps import _first_argmax
+from pointjepa.ops.fps import _first_argmax, _fps_loop_few_kernels, _fps_loop_planes
 
 SMALL = dict(tokenizer_num_groups=16, tokenizer_group_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=4,
              encoder_dropout=0.0, encoder_attention_dropout=0.0, encoder_drop_path_rate=0.0, predictor_embed_dim=16,
@@ -23,7 +23,9 @@ def clouds(batch: int, num_points: int, seed: int = 0, dtype: torch.dtype = torc
 
 
 def test_first_argmax_known_answers_across_blocks():
-    values = torch.tensor([[0.0, 5.0, 2.0, 5.0, 5.0, 1.0], [1.0, 1.0, 1.0, 7.0, 0.0, 7.0], [3.0, 3.0, 3.0, 3.0, 3.0, 3.0]])
+    values = torch.tensor(
+        [[0.0, 5.0, 2.0, 5.0, 5.0, 1.0], [1.0, 1.0, 1.0, 7.0, 0.0, 7.0], [3.0, 3.0, 3.0, 3.0, 3.0, 3.0]]
+    )
     assert _first_argmax(values.view(3, 3, 2)).tolist() == [1, 3, 0]  # ties -> the lowest index
 
 
@@ -39,7 +41,9 @@ def test_first_argmax_matches_argmax_with_padding_and_nan():
 def test_fps_gives_the_indices_of_the_plain_batched_loop(num_points, k, dtype):
     points = clouds(3, num_points, dtype=dtype)
     start = torch.tensor([0, num_points // 2, num_points - 1])
-    assert torch.equal(farthest_point_sample(points, k, start_idx=start, backend="torch")[1], standin_fps(points, k, start))
+    assert torch.equal(
+        farthest_point_sample(points, k, start_idx=start, backend="torch")[1], standin_fps(points, k, start)
+    )
 
 
 def test_fps_gives_the_plain_indices_on_tie_heavy_grids_and_half_input():
@@ -47,6 +51,12 @@ def test_fps_gives_the_plain_indices_on_tie_heavy_grids_and_half_input():
     assert torch.equal(farthest_point_sample(grid, 300, backend="torch")[1], standin_fps(grid, 300))
     half = clouds(2, 500, seed=3).half()
     assert torch.equal(farthest_point_sample(half, 64, backend="torch")[1], standin_fps(half.float(), 64))
+
+
+def test_fps_loops_for_cpu_and_for_launch_bound_devices_agree():
+    points = torch.cat([clouds(3, 1000, seed=6), (clouds(3, 1000, seed=7) * 4).round() / 4], 0)
+    start = torch.tensor([0, 1, 999, 500, 3, 998])
+    assert torch.equal(_fps_loop_planes(points, 200, start), _fps_loop_few_kernels(points, 200, start))
 
 
 def test_square_distances_are_the_summed_coordinate_differences_bit_for_bit():

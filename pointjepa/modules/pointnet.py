@@ -40,7 +40,7 @@ def _pointnet_forward(first_conv: nn.Sequential, second_conv: nn.Sequential, poi
     hidden = F.linear(feature, weight[:, width:]) + F.linear(feature_global, weight[:, :width], fuse.bias).unsqueeze(1)
     hidden = _pointwise(body, hidden.view(G * K, -1))
     tokens = F.linear(hidden, last.weight.squeeze(-1)).view(G, K, -1).max(dim=1).values  # (G, C)
-    return tokens if last.bias is None else tokens + last.bias
+    return tokens if last.bias is None else tokens + last.bias.to(tokens.dtype)  # autocast: keep the GEMM's dtype
 
 
 class PointNetSmall(nn.Module):

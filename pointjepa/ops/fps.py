@@ -85,6 +85,35 @@ def _triton_applies(points: Tensor) -> bool:
     )
 
 
+@torch.no_grad()
+def _fps_torch(points: Tensor, num_samples: int, start_idx: Tensor | None) -> Tensor:
+    """(B, N, 3) -> (B, K) indices: a few tensor ops per chosen center, no loop over points.
+
+    Each pick measures ``(dx*dx + dy*dy) + dz*dz`` from the last center to every point, keeps the
+    running minimum and takes its first argmax. On the CPU the passes over memory are what costs
+    (`_fps_loop_planes`); elsewhere the kernel launches are (`_fps_loop_few_kernels`). Both give
+    the same indices.
+    """
+    pts = points.to(compute_dtype(points))
+    if start_idx is None:
+        start_idx = torch.zeros(pts.shape[0], dtype=torch.int64, device=pts.device)
+    loop = _fps_loop_planes if pts.device.type == "cpu" else _fps_loop_few_kernels
+    return loop(pts, num_samples, start_idx)
+
+
+def _fps_loop_few_kernels(pts: Tensor, num_samples: int, last: Tensor) -> Tensor:
+    """Six kernels per pick on (B, N, 3): gather the center, difference, square, sum, minimum, argmax."""
+    batch, num_points, _ = pts.shape
+    min_dist = pts.new_full((batch, num_points), float("inf"))
+    chosen = [last]
+    for _ in range(num_samples - 1):
+        center = pts.gather(1, last.view(batch, 1, 1).expand(batch, 1, 3))
+        min_dist = torch.minimum(min_dist, (pts - center).square().sum(-1))
+        last = min_dist.argmax(-1)
+        chosen.append(last)
+    return torch.stack(chosen, 1)
+
+
 # The running minimum is split into blocks of this many points for the argmax (see `_first_argmax`).
 _ARGMAX_BLOCK = 128
 
@@ -94,7 +123,7 @@ def _first_argmax(blocks: Tensor) -> Tensor:
 
     The first block holding the maximum, then the first maximum in it: the same index (NaN counts
     as the maximum in both), from a vectorised ``amax`` over all values and two argmax calls over
-    nb and b values, instead of one argmax, a scalar loop, over all of them.
+    nb and b values, instead of one argmax, a scalar loop on the CPU, over all of them.
     """
     batch, _, size = blocks.shape
     block = blocks.amax(-1).argmax(-1)  # (B,)
@@ -102,16 +131,10 @@ def _first_argmax(blocks: Tensor) -> Tensor:
     return block * size + inner.argmax(-1)
 
 
-@torch.no_grad()
-def _fps_torch(points: Tensor, num_samples: int, start_idx: Tensor | None) -> Tensor:
-    """(B, N, 3) -> (B, K) indices: a few in-place tensor ops per chosen center, no loop over points.
-
-    The coordinates are held as three contiguous (B, N) planes and each distance is summed as
-    ``(dx*dx + dy*dy) + dz*dz`` into preallocated buffers, the arithmetic of
-    ``(points - center).square().sum(-1)`` without a reduction over a size-3 axis per pick. The
-    running minimum is padded with -inf to whole blocks for `_first_argmax`.
-    """
-    pts = points.to(compute_dtype(points))
+def _fps_loop_planes(pts: Tensor, num_samples: int, last: Tensor) -> Tensor:
+    """Few passes over memory per pick: the coordinates as three contiguous (B, N) planes, each
+    distance summed in place into preallocated buffers (no reduction over a size-3 axis), and the
+    running minimum padded with -inf to whole blocks for `_first_argmax`."""
     batch, num_points, _ = pts.shape
     planes = pts.permute(2, 0, 1).contiguous()  # (3, B, N)
     flat = planes.view(3, batch * num_points)
@@ -122,7 +145,6 @@ def _fps_torch(points: Tensor, num_samples: int, start_idx: Tensor | None) -> Te
     min_dist.fill_(float("inf"))
     blocks = padded.view(batch, num_blocks, _ARGMAX_BLOCK)
     dist, term = torch.empty_like(planes[0]), torch.empty_like(planes[0])
-    last = start_idx if start_idx is not None else offsets.new_zeros(batch)
     chosen = [last]
     for _ in range(num_samples - 1):
         center = flat[:, offsets + last].unsqueeze(-1)  # (3, B, 1)
