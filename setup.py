@@ -25,7 +25,7 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout"],
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],
         # pytorch3d has no wheels on PyPI for most platforms; install it by its own instructions.
         "pytorch3d": ["pytorch3d"],
     },

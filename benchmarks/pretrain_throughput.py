@@ -3,7 +3,7 @@
 A step is what `PointJepa.training_step` plus Lightning's optimisation do: train transforms (FPS
 subsampling included), tokenizer, sequencer, teacher targets, mask sampling, student, predictor,
 loss, backward, AdamW step and EMA update. Reports ms/step, samples/s, peak memory and the share
-of each stage; `--compare` then alternates our step with `plain_step.plain_train_step` (the original's
+of each stage; `--compare` then alternates our step with `tests/reference.py`'s `plain_train_step` (the original's
 step with plain-torch stand-ins for its pytorch3d ops, eager fp32) on the same weights in the same
 process, so both see the same machine load.
 
@@ -35,8 +35,8 @@ import yaml  # noqa: E402
 from jsonargparse import ArgumentError  # noqa: E402
 from jsonargparse import ArgumentParser as ConfigParser  # noqa: E402
 
-from benchmarks.plain_step import original_attention, plain_train_step  # noqa: E402
 from pointjepa.models.point_jepa import PointJepa  # noqa: E402
+from tests.reference import original_attention, plain_train_step  # noqa: E402
 
 PUBLISHED_CONFIG = REPO_ROOT / "configs" / "Point-JEPA" / "pretraining" / "shapenet.yaml"
 STAGES = ("transforms", "tokenizer", "sequencer", "teacher/targets", "sampling", "student", "predictor",
@@ -259,7 +259,7 @@ def compare_alternately(
 ) -> list[tuple[float, float]]:
     """``--compare-steps`` rounds of (our step, plain reference step), each timed, after one warm-up of each.
 
-    The reference (`plain_step.plain_train_step`: eager fp32, the original's attention, the non-fused
+    The reference (`tests.reference.plain_train_step`: eager fp32, the original's attention, the non-fused
     AdamW of the original's Lightning default) runs on a second model loaded with ``state``. Round r
     seeds both mask generators with ``seed + r``, so both steps draw the same target and context
     sizes, and the one that runs first alternates: both see the same machine load.

@@ -11,8 +11,8 @@ with the context and target blocks that model's sequencer and samplers choose.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import yaml

@@ -1,8 +1,8 @@
 """Pretraining CLI: ``python -m pointjepa fit -c configs/Point-JEPA/pretraining/shapenet.yaml``."""
 
 from pointjepa.callbacks.svm_at_min_val_loss import SvmAccuracyAtMinValLoss
+from pointjepa.cli import PointJepaCLI, run_cli
 from pointjepa.models.point_jepa import PointJepa
-from pointjepa.utils.cli import PointJepaCLI, run_cli
 
 
 def main(args: list[str] | None = None) -> None:

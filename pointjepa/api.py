@@ -1,10 +1,12 @@
-"""Public API for embeddings: ``load_encoder(path)`` -> module mapping clouds (B, N, 3) to features (B, 2C)."""
+"""Public API: ``load_encoder(path)`` -> module mapping clouds (B, N, 3) to features (B, 2C);
+``load_classifier(path, ...)`` -> a fine-tuned classifier in eval mode."""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,6 +15,9 @@ from pointjepa.modules.backbone import build_backbone, pooled_features
 from pointjepa.modules.transforms import Subsample, build_transforms, transform_kwargs
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint, reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import EXTRA_KEYS, backbone_state_dict
+
+if TYPE_CHECKING:
+    from pointjepa.models.classification import PointJepaClassification, VoteMethod
 
 #: Tokenizer and attention settings of Point-MAE / Point-BERT, used when a checkpoint has no hyper-parameters.
 DEFAULT_NUM_GROUPS, DEFAULT_GROUP_SIZE, DEFAULT_HEADS = 64, 32, 6
@@ -169,3 +174,26 @@ def load_encoder(
         raise CheckpointError(f"{path}: the backbone weights do not fit a {arch} encoder: {err}") from err
     reset_nan_batchnorm_stats(encoder)
     return encoder.to(device).eval()
+
+
+def load_classifier(
+    path: str | os.PathLike,
+    num_classes: int,
+    vote_num: int,
+    device: torch.device,
+    vote_method: VoteMethod = "random_start",
+) -> PointJepaClassification:
+    """A fine-tuned classification checkpoint (ours or the original layout) as an eval-mode model."""
+    from pointjepa.models.classification import PointJepaClassification  # Lightning: only when asked for
+
+    checkpoint = load_checkpoint(path)
+    if "state_dict" not in checkpoint or not any(k.startswith("cls_head.") for k in checkpoint["state_dict"]):
+        raise CheckpointError(f"{path}: not a classification checkpoint (no cls_head.* weights)")
+    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    hparams.update(num_classes=num_classes, vote_num=vote_num, vote_method=vote_method, pretrained_ckpt_path=None)
+    model = PointJepaClassification(**hparams)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model (wrong data set / num_classes?): {err}") from err
+    return model.to(device).eval()

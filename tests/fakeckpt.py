@@ -13,13 +13,14 @@ from typing import Literal
 import torch
 
 from pointjepa.modules.backbone import build_backbone
+from tests.conftest import BACKBONE
 
 Layout = Literal["ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned"]
 LAYOUTS: tuple[Layout, ...] = ("ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned")
 #: Layouts of Point-MAE / Point-BERT: no qkv bias, no hyper-parameters in the checkpoint.
 BASE_MODEL_LAYOUTS: tuple[Layout, ...] = ("point_mae", "point_bert", "point_bert_finetuned")
+#: ``BACKBONE`` under `build_backbone`'s names.
 TINY = dict(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
-HPARAMS = dict(tokenizer_num_groups=8, tokenizer_group_size=4, encoder_dim=32, encoder_depth=2, encoder_heads=4)
 
 
 def tiny_backbone_state(
@@ -68,7 +69,7 @@ def layout_checkpoint(layout: Layout, backbone: dict[str, torch.Tensor]) -> dict
                 if k.startswith("student.")
             }
             state |= {"teacher.initted": torch.tensor(True), "mask_token": torch.zeros(dim)}
-        return {"state_dict": state, "hyper_parameters": dict(HPARAMS), "epoch": 3}
+        return {"state_dict": state, "hyper_parameters": dict(BACKBONE), "epoch": 3}
     if layout == "point2vec":
         prefixes = {
             "tokenizer.embedding.encoder.": "tokenizer.embedding.",
@@ -77,7 +78,7 @@ def layout_checkpoint(layout: Layout, backbone: dict[str, torch.Tensor]) -> dict
         }
         state = _rename(backbone, prefixes)
         state |= {"regressor.weight": torch.zeros(dim, dim), "mask_token": torch.zeros(dim)}
-        return {"state_dict": state, "hyper_parameters": dict(HPARAMS)}
+        return {"state_dict": state, "hyper_parameters": dict(BACKBONE)}
     prefixes = {
         "tokenizer.embedding.encoder.": "encoder.",
         "tokenizer.projection.": "reduce_dim.",

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from pointjepa.eval import aggregate
+from tests.conftest import CLASSIFIER_ARGS, save_checkpoint, tiny_pretraining
+from tests.fakedata import write_modelnet40
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,15 +110,6 @@ def test_missing_metrics_are_reported(tmp_path, capsys):
 
 # ---- protocol scripts --------------------------------------------------------------------------------------
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
-TINY = [
-    "--model.num_points=64",
-    "--model.tokenizer_num_groups=8",
-    "--model.tokenizer_group_size=4",
-    "--model.encoder_dim=32",
-    "--model.encoder_depth=2",
-    "--model.encoder_heads=4",
-    "--model.cls_head_dim=16",
-]
 QUICK = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
@@ -148,28 +140,13 @@ def run_script(name: str, args: list[str], env: dict[str, str], cwd: Path) -> su
 def modelnet_runs(tmp_path_factory):
     """``classification_modelnet.sh`` over two seeds on generated ModelNet40 files, from a tiny pretraining
     checkpoint."""
-    from pointjepa.models.point_jepa import PointJepa
-    from tests.fakedata import write_modelnet40
-
     root = tmp_path_factory.mktemp("protocol")
     data_dir = write_modelnet40(root, n_train=4, n_test=4, num_points=128)
-    pretrained = PointJepa(
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        predictor_embed_dim=16,
-        predictor_depth=1,
-        predictor_heads=2,
-        target_layers=[1],
-        num_targets_per_sample=2,
-    )
-    torch.save({"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, root / "pre.ckpt")
+    save_checkpoint(tiny_pretraining(), root / "pre.ckpt")
     data = [f"--data.init_args.data_dir={data_dir}", "--data.init_args.batch_size=2"]
     result = run_script(
         "classification_modelnet.sh",
-        [str(root / "pre.ckpt"), *TINY, *QUICK, *data],
+        [str(root / "pre.ckpt"), *CLASSIFIER_ARGS, *QUICK, *data],
         {"SEEDS": "0 1", "OUT_DIR": str(root / "runs")},
         root,
     )

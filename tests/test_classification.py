@@ -10,41 +10,19 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger
 
-from pointjepa.datasets import SyntheticShapesDataModule
+from pointjepa.cli import PointJepaCLI
 from pointjepa.eval import voting
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
-from pointjepa.utils.cli import PointJepaCLI
+from tests.conftest import CLASSIFIER_ARGS, save_checkpoint, tiny_shapes
+from tests.conftest import tiny_classifier as tiny
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = dict(
-    num_classes=5,
-    num_points=64,
-    tokenizer_num_groups=8,
-    tokenizer_group_size=4,
-    encoder_dim=32,
-    encoder_depth=2,
-    encoder_heads=4,
-    cls_head_dim=16,
-)
-TINY_ARGS = [f"--model.{k}={v}" for k, v in TINY.items() if k != "num_classes"]
 QUIET = ["--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 FIT_2_BATCHES = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", *QUIET]
-
-
-def tiny(**overrides) -> PointJepaClassification:
-    return PointJepaClassification(**{**TINY, **overrides})
-
-
-def tiny_shapes(**overrides) -> SyntheticShapesDataModule:
-    args = dict(
-        num_points=96, samples_per_class=2, val_samples_per_class=1, shapes=["sphere", "cube", "cone", "torus", "disk"]
-    )
-    return SyntheticShapesDataModule(**{**args, "batch_size": 4, **overrides})
 
 
 def cli(args: list[str], run: bool = True) -> PointJepaCLI:
@@ -117,28 +95,8 @@ def test_encoder_learning_rate_has_its_own_group_warmed_up_from_the_same_start()
 
 
 # ---- metrics, voting, images -------------------------------------------------------------------------------
-class ImageLogger(Logger):
-    """Collects what ``log_image`` receives (W&B's signature)."""
-
-    name, version = "images", 0
-    images: dict
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images = {}
-
-    def log_metrics(self, metrics, step=None) -> None:
-        pass
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_image(self, key, images, step=None) -> None:
-        self.images[key] = images
-
-
-def test_validation_logs_metrics_vote_and_images(tmp_path):
-    logger = ImageLogger()
+def test_validation_logs_metrics_vote_and_images(tmp_path, image_logger):
+    logger = image_logger
     model = tiny(vote=True, vote_num=3, log_tsne=True, log_confusion_matrix=True)
     trainer = pl.Trainer(
         max_epochs=1,
@@ -190,7 +148,7 @@ def demo_run(tmp_path_factory):
         predictor_heads=4,
         target_layers=[3],
     )
-    torch.save({"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, root / "pre.ckpt")
+    save_checkpoint(pretrained, root / "pre.ckpt")
     data = [
         "--data.init_args.samples_per_class=2",
         "--data.init_args.val_samples_per_class=1",
@@ -269,7 +227,7 @@ def test_published_modelnet40_config_fits_on_generated_data(tmp_path):
 def test_published_configs_load_with_their_values(tmp_path, overlays, expected):
     data_dir = write_modelnet40(tmp_path)
     configs = [arg for name in overlays for arg in ("-c", str(CONFIGS / "Point-JEPA/classification" / name))]
-    run = cli([*configs, f"--data.init_args.data_dir={data_dir}", *QUIET, *TINY_ARGS], run=False)
+    run = cli([*configs, f"--data.init_args.data_dir={data_dir}", *QUIET, *CLASSIFIER_ARGS], run=False)
     values = {**run.model.hparams, **vars(run.datamodule), "max_epochs": run.trainer.max_epochs}
     assert {k: values[k] for k in expected} == expected
     assert run.trainer.gradient_clip_val in (None, 10) and run.model.hparams.num_classes == run.datamodule.num_classes
@@ -305,7 +263,7 @@ def test_few_shot_script_runs_the_folds_and_prints_mean_and_std(tmp_path):
         "--output_dir",
         str(tmp_path / "runs"),
     ]
-    overrides = ["--", *FIT_2_BATCHES, "--trainer.precision=32", "--data.init_args.batch_size=16", *TINY_ARGS]
+    overrides = ["--", *FIT_2_BATCHES, "--trainer.precision=32", "--data.init_args.batch_size=16", *CLASSIFIER_ARGS]
     result = subprocess.run(
         [sys.executable, str(script), *args, *overrides],
         capture_output=True,

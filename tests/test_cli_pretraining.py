@@ -7,33 +7,14 @@ from pathlib import Path
 import torch
 
 from pointjepa.__main__ import main
+from tests.conftest import DEMO_PRETRAINING_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_ARGS = [
-    "--model.tokenizer_num_groups=8",
-    "--model.tokenizer_group_size=8",
-    "--model.encoder_dim=32",
-    "--model.encoder_depth=2",
-    "--model.encoder_heads=2",
-    "--model.predictor_embed_dim=16",
-    "--model.predictor_depth=1",
-    "--model.predictor_heads=2",
-    "--model.target_layers=[1]",
-    "--model.num_targets_per_sample=2",
-    "--model.transformation_subsample_points=64",
-    "--model.lr_scheduler_linear_warmup_epochs=2",
-    "--data.init_args.num_points=128",
-    "--data.init_args.samples_per_class=2",
-    "--data.init_args.val_samples_per_class=1",
-    "--data.init_args.batch_size=8",
-    "--trainer.logger=false",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.check_val_every_n_epoch=1",
-]
 
 
 def fit(tmp_path: Path, *extra: str) -> Path:
-    main(["fit", "-c", str(ROOT / "configs/demo/pretraining.yaml"), *TINY_ARGS, f"--trainer.default_root_dir={tmp_path}", *extra])
+    config = str(ROOT / "configs/demo/pretraining.yaml")
+    main(["fit", "-c", config, *DEMO_PRETRAINING_ARGS, f"--trainer.default_root_dir={tmp_path}", *extra])
     return tmp_path / "checkpoints"
 
 
@@ -41,8 +22,14 @@ def test_fit_writes_checkpoint_with_published_names(tmp_path):
     checkpoints = fit(tmp_path, "--trainer.max_epochs=2")
     checkpoint = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
     keys = checkpoint["state_dict"].keys()
-    for prefix in ["student.blocks.1.attn.qkv.weight", "teacher.ema_model.norm.weight", "teacher.step",
-                   "predictor.mask_token", "tokenizer.embedding.encoder.first_conv.0.weight", "positional_encoding.0.weight"]:
+    for prefix in [
+        "student.blocks.1.attn.qkv.weight",
+        "teacher.ema_model.norm.weight",
+        "teacher.step",
+        "predictor.mask_token",
+        "tokenizer.embedding.encoder.first_conv.0.weight",
+        "positional_encoding.0.weight",
+    ]:
         assert prefix in keys
     assert int(checkpoint["state_dict"]["teacher.step"]) == 2 * 2  # 16 clouds / batch 8 = 2 steps per epoch
     assert "svm_validation" not in checkpoint["hyper_parameters"]
@@ -67,11 +54,33 @@ def test_resume_continues_ema_step_and_lr_schedule(tmp_path):
 
 def test_published_config_prints_published_values():
     out = subprocess.run(
-        [sys.executable, "-m", "pointjepa", "fit", "-c", "configs/Point-JEPA/pretraining/shapenet.yaml", "--print_config"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "pointjepa",
+            "fit",
+            "-c",
+            "configs/Point-JEPA/pretraining/shapenet.yaml",
+            "--print_config",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    for line in ["max_epochs: 500", "sync_batchnorm: true", "encoder_dim: 384", "encoder_depth: 12",
-                 "predictor_embed_dim: 192", "ema_tau_min: 0.9995", "ema_tau_max: 0.99999", "learning_rate: 0.001",
-                 "token_seq_method: iterative_nearest_min_start", "class_path: pointjepa.datasets.ShapeNet55DataModule",
-                 "svm_validation_C: 0.012", "seed_everything: 1", "check_val_every_n_epoch: 10"]:
+    for line in [
+        "max_epochs: 500",
+        "sync_batchnorm: true",
+        "encoder_dim: 384",
+        "encoder_depth: 12",
+        "predictor_embed_dim: 192",
+        "ema_tau_min: 0.9995",
+        "ema_tau_max: 0.99999",
+        "learning_rate: 0.001",
+        "token_seq_method: iterative_nearest_min_start",
+        "class_path: pointjepa.datasets.ShapeNet55DataModule",
+        "svm_validation_C: 0.012",
+        "seed_everything: 1",
+        "check_val_every_n_epoch: 10",
+    ]:
         assert line in out, line

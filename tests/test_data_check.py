@@ -74,4 +74,3 @@ def test_check_malformed_file_is_incomplete_with_its_name(full_root, tiny_expect
     bad.write_bytes(b"garbage")
     row = {row.key: row for row in check.check(full_root)}["modelnet40_fewshot"]
     assert row.status == "incomplete" and str(bad) in row.detail
-

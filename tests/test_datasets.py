@@ -171,7 +171,7 @@ def test_shapenetpart_batches_and_parts(shapenetpart_dir):
     assert (len(dm.train_dataset), len(dm.val_dataset)) == (16 * 3, 16)
     assert (dm.num_classes, dm.num_seg_classes) == (16, 50)
     assert list(dm.label_names) == list(SHAPENETPART_PARTS) and dm.category_to_parts["Table"] == [47, 48, 49]
-    for points, label, parts in (dm.val_dataset[i] for i in range(16)):
+    for _points, label, parts in (dm.val_dataset[i] for i in range(16)):
         assert set(parts.tolist()) <= set(SHAPENETPART_PARTS[dm.label_names[label]])
 
 

@@ -13,13 +13,25 @@ from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm, ProcessGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.tokenizer_num_groups=8", "--model.tokenizer_group_size=8", "--model.encoder_dim=32",
-    "--model.encoder_depth=2", "--model.encoder_heads=2", "--model.predictor_embed_dim=16",
-    "--model.predictor_depth=1", "--model.predictor_heads=2", "--model.target_layers=[1]",
-    "--model.num_targets_per_sample=2", "--model.transformation_subsample_points=64",
-    "--data.init_args.num_points=128", "--data.init_args.samples_per_class=4", "--data.init_args.batch_size=8",
-    "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1", "--trainer.sync_batchnorm=true",
-    "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=1",
+    "--model.tokenizer_num_groups=8",
+    "--model.tokenizer_group_size=8",
+    "--model.encoder_dim=32",
+    "--model.encoder_depth=2",
+    "--model.encoder_heads=2",
+    "--model.predictor_embed_dim=16",
+    "--model.predictor_depth=1",
+    "--model.predictor_heads=2",
+    "--model.target_layers=[1]",
+    "--model.num_targets_per_sample=2",
+    "--model.transformation_subsample_points=64",
+    "--data.init_args.num_points=128",
+    "--data.init_args.samples_per_class=4",
+    "--data.init_args.batch_size=8",
+    "--trainer.max_epochs=1",
+    "--trainer.check_val_every_n_epoch=1",
+    "--trainer.sync_batchnorm=true",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.log_every_n_steps=1",
     "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
 ]
 
@@ -32,9 +44,22 @@ def logged_metrics(root: Path) -> set[str]:
 
 def run(root: Path, *extra: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pointjepa", "fit", "-c", "configs/demo/pretraining.yaml", *TINY,
-         f"--trainer.default_root_dir={root}", f"--trainer.logger.save_dir={root}", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pointjepa",
+            "fit",
+            "-c",
+            "configs/demo/pretraining.yaml",
+            *TINY,
+            f"--trainer.default_root_dir={root}",
+            f"--trainer.logger.save_dir={root}",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -11,19 +11,23 @@ from pointjepa.callbacks.resume import ExactResume
 from pointjepa.datasets import ShapeNet55DataModule
 from pointjepa.datasets.device_loader import DeviceBatchLoader
 from pointjepa.datasets.loader import EpochShuffleSampler, ResumableDataLoader
+from pointjepa.datasets.placement import choose_serving_device
+from tests.conftest import tiny_pretraining as tiny_model
 from tests.fakedata import write_shapenet55
 from tests.helpers import StopAtStep
-from tests.test_point_jepa import tiny_model
 
 CPU = torch.device("cpu")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def datamodule(tmp_path, n_train=10, n_test=5, batch_size=4, num_points=8, device=CPU, **kwargs) -> ShapeNet55DataModule:
+def datamodule(
+    tmp_path, n_train=10, n_test=5, batch_size=4, num_points=8, device=CPU, **kwargs
+) -> ShapeNet55DataModule:
     """A set-up in-memory data module on tiny npz data; ``device`` forces the device path (None: host path)."""
     data_dir = write_shapenet55(tmp_path, n_train=n_train, n_test=n_test, num_points=num_points, npz=True)
     dm = ShapeNet55DataModule(str(data_dir), batch_size=batch_size, in_memory=True, pin_memory=False, **kwargs)
-    dm._device_override = device
+    if device is not None:
+        dm.serving_device = lambda: device  # batched on ``device`` whatever the trainer
     dm.setup()
     return dm
 
@@ -136,8 +140,15 @@ class RecordLabels(pl.Callback):
 def fit(tmp_path, dm, *callbacks, ckpt_path=None, **kwargs) -> pl.Trainer:
     pl.seed_everything(0)
     trainer = pl.Trainer(
-        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=list(callbacks),
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
         **kwargs,
     )
     trainer.fit(tiny_model(), datamodule=dm, ckpt_path=ckpt_path)
@@ -157,7 +168,7 @@ def test_fit_resumed_mid_epoch_trains_the_remaining_batches(tmp_path):
     dm = datamodule(tmp_path, n_train=12, n_test=4, batch_size=4, num_points=128)
     straight, cut, resumed = RecordLabels(), RecordLabels(), RecordLabels()
     fit(tmp_path / "straight", dm, straight, limit_val_batches=0)
-    fit(tmp_path, dm, cut, StopAtStep(1), limit_val_batches=0)
+    fit(tmp_path, dm, cut, ExactResume(), StopAtStep(1), limit_val_batches=0)
     fit(tmp_path, dm, resumed, ExactResume(), ckpt_path=tmp_path / "interrupted.ckpt", limit_val_batches=0)
     assert cut.labels + resumed.labels == straight.labels
     assert len(straight.labels) == 3
@@ -181,6 +192,16 @@ def test_bad_in_memory_device_options_raise():
         ShapeNet55DataModule(in_memory=True, in_memory_device="gpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="in_memory_device: 'cuda'.*in_memory=True"):
         ShapeNet55DataModule(in_memory_device="cuda")
+
+
+@pytest.mark.parametrize("free_mib, fits", [(3, True), (2, False)])
+def test_auto_takes_the_gpu_when_twice_the_arrays_are_free_on_every_rank(monkeypatch, free_mib, fits):
+    root, votes = torch.device("cuda", 0), []
+    strategy = SimpleNamespace(root_device=root, reduce_boolean_decision=lambda ok, all: votes.append(all) or ok)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free_mib * 2**20, 8 * 2**30))
+    device = choose_serving_device("auto", 2**20, SimpleNamespace(strategy=strategy), "ShapeNet55DataModule")
+    assert device == (root if fits else None)
+    assert votes == [True]  # every rank must agree
 
 
 @requires_cuda

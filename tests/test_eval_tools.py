@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger
 
 from pointjepa.callbacks.image_loggers import (
     ConfusionMatrixImageLogger,
@@ -23,10 +23,11 @@ from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
 from pointjepa.viz import CONTEXT, REST, choose_blocks, confusion_figure
+from tests.conftest import save_checkpoint, tiny_classifier, tiny_pretraining
 from tests.fakedata import write_modelnet40
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKBONE = dict(tokenizer_num_groups=16, tokenizer_group_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=4)
+FIGURE_GROUPS = dict(tokenizer_num_groups=16, tokenizer_group_size=8)  # the block shapes asserted below
 SHAPES = ["sphere", "cube", "cone", "torus", "disk"]
 SYNTHETIC = [
     "--data.class_path=pointjepa.datasets.SyntheticShapesDataModule",
@@ -38,25 +39,12 @@ SYNTHETIC = [
 ]
 
 
-def tiny_pretraining(**overrides) -> PointJepa:
-    args = dict(
-        predictor_embed_dim=16,
-        predictor_depth=1,
-        predictor_heads=2,
-        target_layers=[1],
-        num_targets_per_sample=3,
-        transformation_subsample_points=96,
-    )
-    return PointJepa(**{**BACKBONE, **args, **overrides})
+def pretraining() -> PointJepa:
+    return tiny_pretraining(**FIGURE_GROUPS, num_targets_per_sample=3, transformation_subsample_points=96)
 
 
-def tiny_classifier(num_classes: int = 5) -> PointJepaClassification:
-    return PointJepaClassification(num_classes=num_classes, num_points=64, cls_head_dim=16, **BACKBONE)
-
-
-def save(model: pl.LightningModule, path: Path) -> Path:
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
+def classifier(num_classes: int = 5) -> PointJepaClassification:
+    return tiny_classifier(**FIGURE_GROUPS, num_classes=num_classes)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +52,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ckpts")
     torch.manual_seed(0)
     return {
-        "pretraining": save(tiny_pretraining(), root / "pretraining.ckpt"),
-        "classification": save(tiny_classifier(), root / "classification.ckpt"),
-        "modelnet40": save(tiny_classifier(40), root / "modelnet40.ckpt"),
+        "pretraining": save_checkpoint(pretraining(), root / "pretraining.ckpt"),
+        "classification": save_checkpoint(classifier(), root / "classification.ckpt"),
+        "modelnet40": save_checkpoint(classifier(40), root / "modelnet40.ckpt"),
     }
 
 
@@ -169,25 +157,6 @@ def test_commands_explain_themselves_and_need_a_data_module(module, capsys, tmp_
 
 
 # ---- callbacks ---------------------------------------------------------------------------------------------
-class ImageLogger(Logger):
-    """A logger with W&B's ``log_image``, keeping what it gets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: dict[str, list] = {}
-
-    name, version = "images", 0
-
-    def log_metrics(self, metrics, step=None) -> None:
-        pass
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_image(self, key, images, step=None) -> None:
-        self.images.setdefault(key, []).extend(images)
-
-
 def fit(model: pl.LightningModule, logger, callbacks: list, tmp_path: Path, epochs: int = 2) -> pl.Trainer:
     trainer = pl.Trainer(
         max_epochs=epochs,
@@ -212,31 +181,29 @@ def assert_rgb(image: np.ndarray) -> None:
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3 and min(image.shape[:2]) >= 200
 
 
-def test_classification_callbacks_log_confusion_matrix_and_tsne_every_n_epochs(tmp_path):
-    logger = ImageLogger()
+def test_classification_callbacks_log_confusion_matrix_and_tsne_every_n_epochs(tmp_path, image_logger):
     callbacks = [
         ConfusionMatrixImageLogger(every_n_epochs=1, normalize="true"),
         EmbeddingTSNEImageLogger(every_n_epochs=2),
     ]
-    fit(tiny_classifier(), logger, callbacks, tmp_path, epochs=3)
-    assert len(logger.images["images/val_confusion_matrix"]) == 3  # every epoch, not in the sanity check
-    assert len(logger.images["images/val_tsne"]) == 2  # epoch 2 and the last one
-    for images in logger.images.values():
+    fit(classifier(), image_logger, callbacks, tmp_path, epochs=3)
+    assert len(image_logger.images["images/val_confusion_matrix"]) == 3  # every epoch, not in the sanity check
+    assert len(image_logger.images["images/val_tsne"]) == 2  # epoch 2 and the last one
+    for images in image_logger.images.values():
         assert_rgb(images[0])
 
 
-def test_pretraining_callbacks_log_target_context_and_student_tsne(tmp_path):
-    logger = ImageLogger()
+def test_pretraining_callbacks_log_target_context_and_student_tsne(tmp_path, image_logger):
     callbacks = [TargetContextImageLogger(every_n_epochs=1), EmbeddingTSNEImageLogger(every_n_epochs=1)]
-    fit(tiny_pretraining(), logger, callbacks, tmp_path, epochs=1)
-    assert set(logger.images) == {"images/target_context", "images/val_tsne"}
-    assert_rgb(logger.images["images/target_context"][0])
+    fit(pretraining(), image_logger, callbacks, tmp_path, epochs=1)
+    assert set(image_logger.images) == {"images/target_context", "images/val_tsne"}
+    assert_rgb(image_logger.images["images/target_context"][0])
 
 
 def test_image_callbacks_skip_loggers_without_images(tmp_path):
     confusion = ConfusionMatrixImageLogger()
     fit(
-        tiny_classifier(),
+        classifier(),
         CSVLogger(tmp_path),
         [confusion, EmbeddingTSNEImageLogger(every_n_epochs=1)],
         tmp_path,
@@ -246,16 +213,16 @@ def test_image_callbacks_skip_loggers_without_images(tmp_path):
     assert (tmp_path / "lightning_logs/version_0/metrics.csv").is_file()
 
 
-def test_target_context_callback_needs_a_pretraining_model(tmp_path):
+def test_target_context_callback_needs_a_pretraining_model(tmp_path, image_logger):
     with pytest.raises(ValueError, match="Point-JEPA pretraining model"):
-        fit(tiny_classifier(), ImageLogger(), [TargetContextImageLogger()], tmp_path, epochs=1)
+        fit(classifier(), image_logger, [TargetContextImageLogger()], tmp_path, epochs=1)
 
 
 def test_tensorboard_logger_gets_the_images(tmp_path):
     pytest.importorskip("tensorboard")
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    fit(tiny_classifier(), TensorBoardLogger(tmp_path), [ConfusionMatrixImageLogger()], tmp_path, epochs=1)
+    fit(classifier(), TensorBoardLogger(tmp_path), [ConfusionMatrixImageLogger()], tmp_path, epochs=1)
     assert list(tmp_path.rglob("events.out.tfevents.*"))
 
 

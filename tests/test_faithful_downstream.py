@@ -19,12 +19,10 @@ import yaml
 from pointjepa.api import load_encoder
 from pointjepa.eval import svm, voting
 from pointjepa.models.part_segmentation import PointJepaPartSegmentation
-from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.freezing import UnfreezeSchedule
 from pointjepa.modules.tokenizer import PointcloudTokenizer
+from tests.conftest import SEGMENTER, save_checkpoint, tiny_classifier, tiny_pretraining
 from tests.fakeckpt import layout_checkpoint, tiny_backbone_state
-from tests.test_classification import tiny
-from tests.test_part_segmentation import TINY as TINY_SEG
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = list(range(12))
@@ -49,9 +47,7 @@ def test_stepwise_unfreezing_follows_the_original_interval_for_modelnet40_epochs
 
 def test_stepwise_unfreezing_interval_uses_the_fractional_number_of_steps():
     # original: int(50 / (12 / 5)) = int(20.83) = 20 -> steps at 0, 20, 40 (a ceil-based count would give 16)
-    schedule = UnfreezeSchedule(
-        depth=12, encoder_unfreeze_stepwise=True, encoder_unfreeze_stepwise_num_layers=5
-    )
+    schedule = UnfreezeSchedule(depth=12, encoder_unfreeze_stepwise=True, encoder_unfreeze_stepwise_num_layers=5)
     assert released(schedule, [0, 19, 20, 39, 40, 49], 50) == {
         0: [7, 8, 9, 10, 11], 19: [7, 8, 9, 10, 11], 20: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         39: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 40: ALL, 49: ALL,
@@ -68,7 +64,13 @@ def test_stepwise_unfreezing_of_chosen_layers_takes_them_from_the_end_of_the_lis
         encoder_unfreeze_stepwise_num_layers=1,
     )
     assert released(schedule, [9, 10, 14, 15, 20, 25, 29], 30) == {
-        9: [], 10: [10], 14: [10], 15: [8, 10], 20: [6, 8, 10], 25: [4, 6, 8, 10], 29: [4, 6, 8, 10]
+        9: [],
+        10: [10],
+        14: [10],
+        15: [8, 10],
+        20: [6, 8, 10],
+        25: [4, 6, 8, 10],
+        29: [4, 6, 8, 10],
     }
 
 
@@ -87,7 +89,7 @@ def test_encoder_norm_trains_only_when_the_original_unfreezes_it():
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_part_segmentation_accuracies_use_the_unrestricted_argmax_and_miou_the_restricted_one():
     model = PointJepaPartSegmentation(
-        **TINY_SEG, num_classes=2, num_seg_classes=4, category_to_parts={"a": [0, 1], "b": [2, 3]}
+        **SEGMENTER, num_classes=2, num_seg_classes=4, category_to_parts={"a": [0, 1], "b": [2, 3]}
     ).eval()
     logits = torch.tensor(
         [
@@ -122,7 +124,7 @@ def record_tokenizer(model) -> list[tuple[torch.Tensor, bool, torch.Tensor]]:
 
 def test_random_start_vote_passes_the_evaluation_input_with_random_fps_starts_only():
     torch.manual_seed(0)
-    model = tiny(vote_num=3).eval()
+    model = tiny_classifier(vote_num=3).eval()
     points = torch.randn(4, 100, 3)
     calls = record_tokenizer(model)
     with torch.no_grad():
@@ -138,7 +140,7 @@ def test_random_start_vote_passes_the_evaluation_input_with_random_fps_starts_on
 
 def test_voting_command_subsamples_from_a_random_start_and_applies_the_validation_transforms_once():
     torch.manual_seed(0)
-    model = tiny(vote_num=2).eval()
+    model = tiny_classifier(vote_num=2).eval()
     points = torch.randn(4, 100, 3) * 3 + 1
     calls = record_tokenizer(model)
     with torch.no_grad():
@@ -152,7 +154,7 @@ def test_voting_command_subsamples_from_a_random_start_and_applies_the_validatio
 
 
 def test_votes_are_reproducible_given_a_seed():
-    model = tiny(vote_num=2).eval()
+    model = tiny_classifier(vote_num=2).eval()
     points = torch.randn(4, 100, 3)
 
     def voted(seed: int) -> torch.Tensor:
@@ -166,14 +168,18 @@ def test_votes_are_reproducible_given_a_seed():
 def test_voting_command_has_the_original_options_and_defaults():
     cfg = voting.build_parser().parse_args(["--finetuned_ckpt_path", "x.ckpt", "--seed_everything", "2"])
     assert (cfg.ckpt, cfg.seed, cfg.vote_num, cfg.vote_iterations, cfg.vote_method) == (
-        "x.ckpt", 2, 10, 300, "random_start"
+        "x.ckpt",
+        2,
+        10,
+        300,
+        "random_start",
     )
     assert voting.build_parser().parse_args(["--ckpt", "x.ckpt"]).seed == 0
 
 
 def test_voting_command_reports_the_best_and_the_mean_over_iterations(tmp_path, capsys):
-    model = tiny()
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "c.ckpt")
+    model = tiny_classifier()
+    save_checkpoint(model, tmp_path / "c.ckpt")
     data = [
         "--data.class_path=pointjepa.datasets.SyntheticShapesDataModule",
         "--data.init_args.num_points=100",
@@ -256,12 +262,8 @@ def test_svm_probe_c_option_overrides_the_config(tmp_path):
 
 
 def test_load_encoder_gives_the_pretraining_models_features_on_larger_clouds(tmp_path):
-    model = PointJepa(
-        tokenizer_num_groups=8, tokenizer_group_size=4, encoder_dim=32, encoder_depth=2, encoder_heads=4,
-        predictor_embed_dim=16, predictor_depth=1, predictor_heads=2, target_layers=[1], num_targets_per_sample=2,
-        transformation_subsample_points=64,
-    ).eval()  # fmt: skip
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, tmp_path / "p.ckpt")
+    model = tiny_pretraining().eval()
+    save_checkpoint(model, tmp_path / "p.ckpt")
     points = torch.randn(2, 100, 3) * 2 + 1
     encoder = load_encoder(tmp_path / "p.ckpt")
     assert encoder.num_points == 64
@@ -269,14 +271,14 @@ def test_load_encoder_gives_the_pretraining_models_features_on_larger_clouds(tmp
 
 
 def test_load_encoder_subsamples_to_a_classifiers_num_points_and_keeps_all_points_of_a_segmenter(tmp_path):
-    classifier = tiny(num_points=48)
-    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, tmp_path / "c.ckpt")
+    classifier = tiny_classifier(num_points=48)
+    save_checkpoint(classifier, tmp_path / "c.ckpt")
     encoder = load_encoder(tmp_path / "c.ckpt")
     assert [type(t).__name__ for t in encoder.transforms] == ["Subsample", "Center", "UnitSphere"]
     assert encoder.num_points == 48
-    segmenter = PointJepaPartSegmentation(**TINY_SEG, num_classes=2, num_seg_classes=4,
+    segmenter = PointJepaPartSegmentation(**SEGMENTER, num_classes=2, num_seg_classes=4,
                                           category_to_parts={"a": [0, 1], "b": [2, 3]})  # fmt: skip
-    torch.save({"state_dict": segmenter.state_dict(), "hyper_parameters": dict(segmenter.hparams)}, tmp_path / "s.ckpt")
+    save_checkpoint(segmenter, tmp_path / "s.ckpt")
     assert load_encoder(tmp_path / "s.ckpt").num_points is None
     assert load_encoder(tmp_path / "s.ckpt", num_points=32).num_points == 32
 

@@ -20,9 +20,9 @@ from pointjepa.modules.ema import EMA
 from pointjepa.modules.sequencer import morton_codes, sequence_order
 from pointjepa.utils.checkpoint import reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import load_backbone
+from tests.conftest import tiny_pretraining as tiny_model
 from tests.fakeckpt import TINY as BACKBONE_TINY
 from tests.fakeckpt import tiny_backbone_state, write_checkpoint
-from tests.test_point_jepa import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BN_MEAN = "tokenizer.embedding.encoder.first_conv.1.running_mean"
@@ -59,8 +59,14 @@ def test_ema_updates_once_per_optimizer_step_with_gradient_accumulation():
     model = tiny_model(ema_tau_epochs=2)
     data = DataLoader(TensorDataset(torch.randn(8, 96, 3), torch.zeros(8, dtype=torch.long)), batch_size=2)
     trainer = pl.Trainer(
-        max_epochs=2, accumulate_grad_batches=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=2,
+        accumulate_grad_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(model, data)
     assert int(model.teacher.step) == 4  # 4 batches per epoch = 2 optimizer steps, 2 epochs
@@ -92,6 +98,7 @@ def test_pretrained_ckpt_teacher_starts_as_a_copy_of_the_loaded_student(tmp_path
     torch.save({"state_dict": source.state_dict()}, path)
 
     model = tiny_model(pretrained_ckpt_path=str(path))
+    model.load_pretrained(model.pretrained_ckpt_path)  # what fitting starts with (setup)
     for (name, p), q in zip(source.student.named_parameters(), model.teacher.ema_model.parameters()):
         assert torch.equal(q, p), name
     assert torch.equal(model.student.blocks[0].attn.qkv.weight, source.student.blocks[0].attn.qkv.weight)
@@ -146,16 +153,31 @@ def test_pretraining_load_resets_nan_running_statistics(tmp_path):
     torch.save({"state_dict": source.state_dict()}, path)
     with pytest.warns(UserWarning, match="second_conv.1.running_var"):
         model = tiny_model(pretrained_ckpt_path=str(path))
+        model.load_pretrained(model.pretrained_ckpt_path)  # what fitting starts with (setup)
     assert torch.equal(model.state_dict()[BN_VAR], torch.ones_like(source.state_dict()[BN_VAR]))
 
 
 # ---- morton order --------------------------------------------------------------------------------------
 CLOUDS = torch.tensor(
     [
-        [[0.0, 0.0, 0.0], [0.5, -0.25, 0.125], [-0.75, 0.5, 0.25], [0.25, 0.75, -0.5], [-0.5, -0.5, 0.75], [0.625, 0.25, -0.875]],
+        [
+            [0.0, 0.0, 0.0],
+            [0.5, -0.25, 0.125],
+            [-0.75, 0.5, 0.25],
+            [0.25, 0.75, -0.5],
+            [-0.5, -0.5, 0.75],
+            [0.625, 0.25, -0.875],
+        ],
         [[0.1, 0.2, 0.3], [0.3, 0.1, 0.2], [0.2, 0.3, 0.1], [0.9, 0.8, 0.7], [0.8, 0.9, 0.95], [0.15, 0.85, 0.5]],
         # wider than 256 units: the original keeps only the low 16 bits of each grid coordinate
-        [[0.0, 0.0, 0.0], [200.0, 10.0, 5.0], [300.0, 0.0, 0.0], [100.0, 100.0, 100.0], [0.0, 250.0, 0.0], [50.0, 0.0, 280.0]],
+        [
+            [0.0, 0.0, 0.0],
+            [200.0, 10.0, 5.0],
+            [300.0, 0.0, 0.0],
+            [100.0, 100.0, 100.0],
+            [0.0, 250.0, 0.0],
+            [50.0, 0.0, 280.0],
+        ],
     ]
 )
 
@@ -176,6 +198,9 @@ def test_morton_order_is_the_originals_for_a_batch():
 def test_pretraining_config_ships_the_published_batch_size():
     config = yaml.safe_load((ROOT / "configs/Point-JEPA/pretraining/shapenet.yaml").read_text())
     assert config["data"]["init_args"] == {
-        "data_dir": "./data/ShapeNet55", "batch_size": 512, "num_workers": 16, "in_memory": True,
+        "data_dir": "./data/ShapeNet55",
+        "batch_size": 512,
+        "num_workers": 16,
+        "in_memory": True,
     }
     assert config["trainer"] == {"sync_batchnorm": True, "max_epochs": 500, "precision": 16}

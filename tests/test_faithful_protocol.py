@@ -24,7 +24,9 @@ def test_protocol_seeds_are_one_to_ten_as_in_the_original_scripts():
     # The original scripts loop `for i in `seq 1 10`` with `--seed_everything $i`.
     out = subprocess.run(
         ["bash", "-c", f"unset SEEDS; source {ROOT / 'scripts/_protocol.sh'}; echo $SEEDS"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert out == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"]
 
@@ -32,7 +34,7 @@ def test_protocol_seeds_are_one_to_ten_as_in_the_original_scripts():
 @pytest.mark.parametrize("script", SEED_SCRIPTS)
 def test_every_seeded_protocol_script_uses_the_shared_seeds(script):
     text = (ROOT / "scripts" / script).read_text()
-    assert "source \"$(dirname \"$0\")/_protocol.sh\"" in text and "0..9" not in text
+    assert 'source "$(dirname "$0")/_protocol.sh"' in text and "0..9" not in text
 
 
 def test_obj_bg_wandb_config_fits_with_its_own_single_checkpoint(tmp_path, monkeypatch):
@@ -44,22 +46,27 @@ def test_obj_bg_wandb_config_fits_with_its_own_single_checkpoint(tmp_path, monke
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     configs = ROOT / "configs/Point-JEPA"
     data = write_scanobjectnn(tmp_path / "data", perturbed=False, n_train=16, n_test=8)
-    main([
-        "fit",
-        "-c", str(configs / "classification/scanobjectnn.yaml"),
-        "-c", str(configs / "classification/_scanobjectnn_obj_bg.yaml"),
-        "-c", str(configs / "wandb/classification_scanobjectnn_obj_bg.yaml"),
-        f"--data.init_args.data_dir={data}",
-        "--data.init_args.batch_size=8",
-        f"--trainer.default_root_dir={tmp_path / 'run'}",
-        "--trainer.max_epochs=2",
-        "--trainer.precision=32",
-        "--trainer.enable_progress_bar=false",
-        "--model.num_points=128",
-        "--model.tokenizer_num_groups=16",
-        "--model.tokenizer_group_size=8",
-        "--model.encoder_depth=2",
-    ])
+    main(
+        [
+            "fit",
+            "-c",
+            str(configs / "classification/scanobjectnn.yaml"),
+            "-c",
+            str(configs / "classification/_scanobjectnn_obj_bg.yaml"),
+            "-c",
+            str(configs / "wandb/classification_scanobjectnn_obj_bg.yaml"),
+            f"--data.init_args.data_dir={data}",
+            "--data.init_args.batch_size=8",
+            f"--trainer.default_root_dir={tmp_path / 'run'}",
+            "--trainer.max_epochs=2",
+            "--trainer.precision=32",
+            "--trainer.enable_progress_bar=false",
+            "--model.num_points=128",
+            "--model.tokenizer_num_groups=16",
+            "--model.tokenizer_group_size=8",
+            "--model.encoder_depth=2",
+        ]
+    )
     checkpoints = sorted(p.name for p in (tmp_path / "run").rglob("*.ckpt"))
     assert len(checkpoints) == 1 and checkpoints[0].startswith("epoch=")  # the config's best-val_acc one, no last
     assert (tmp_path / "run/Point-JEPA-Classification-ScanObjectNN-OBJ-BG-to-get-the-weight").is_dir()

@@ -20,9 +20,9 @@ from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.backbone import build_backbone
 from pointjepa.modules.tokenizer import PointcloudTokenizer
 from pointjepa.modules.transforms import Subsample, build_transforms, transform_kwargs
+from tests.conftest import BACKBONE
 
 SCALE_SEED0 = [0.99850267, 1.10728872, 0.83539099]  # 0.8 + 0.4 * rand(3)
-TINY_BACKBONE = dict(tokenizer_num_groups=8, tokenizer_group_size=4, encoder_dim=32, encoder_depth=2, encoder_heads=4)
 
 
 def rows(points: torch.Tensor) -> torch.Tensor:
@@ -138,18 +138,18 @@ def test_build_backbone_passes_random_start_in_eval():
 def test_models_pass_the_new_keys_to_tokenizer_and_transforms(model_type, extra):
     keys = dict(fps_random_start_in_eval=True, transformation_scale_mirror=True, transformation_per_sample=True)
     names = dict(train_transformations=["subsample", "scale", "rotate"], val_transformations=["subsample"])
-    model = model_type(**TINY_BACKBONE, **extra, **keys, **names)
+    model = model_type(**BACKBONE, **extra, **keys, **names)
     assert model.tokenizer.random_start_in_eval
     subsample, scale, rotate = model.train_transformations
     assert model.val_transformations[0].random_start_in_eval and subsample.random_start_in_eval
     assert scale.mirror and scale.per_sample and rotate.per_sample
-    default = model_type(**TINY_BACKBONE, **extra, **names)
+    default = model_type(**BACKBONE, **extra, **names)
     assert not default.tokenizer.random_start_in_eval and not default.train_transformations[1].mirror
     assert not default.train_transformations[1].per_sample
 
 
 def test_classification_eval_subsampling_random_with_the_option():
-    model = PointJepaClassification(**TINY_BACKBONE, num_classes=3, num_points=64, fps_random_start_in_eval=True)
+    model = PointJepaClassification(**BACKBONE, num_classes=3, num_points=64, fps_random_start_in_eval=True)
     points = torch.randn(2, 300, 3)
     draws = [model.prepare(points, train=False) for _ in range(5)]
     assert any(not torch.equal(draws[0], draw) for draw in draws[1:])

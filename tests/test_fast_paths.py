@@ -1,4 +1,4 @@
-"""Fast paths against the plain references of `benchmarks/plain_step.py`: same groups, same
+"""Fast paths against the references of `tests/reference.py`: same groups, same
 sequence, same predictions and loss; the Triton FPS kernel against the torch path."""
 
 import json
@@ -11,39 +11,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.plain_step import (
-    plain_loss,
-    reference_fps,
-    reference_knn,
-    reference_sequence_order,
-)
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.predictor import TransformerPredictor
 from pointjepa.modules.sequencer import SEQUENCE_METHODS, sequence_order
 from pointjepa.ops import farthest_point_sample, knn
 from pointjepa.ops import fps as fps_module
+from tests.conftest import SMALL_PRETRAINING
+from tests.reference import (
+    plain_loss,
+    reference_fps,
+    reference_knn,
+    reference_sequence_order,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(
-    tokenizer_num_groups=16,
-    tokenizer_group_size=8,
-    encoder_dim=32,
-    encoder_depth=2,
-    encoder_heads=4,
-    encoder_dropout=0.0,
-    encoder_attention_dropout=0.0,
-    encoder_drop_path_rate=0.0,
-    predictor_embed_dim=16,
-    predictor_depth=2,
-    predictor_heads=2,
-    target_layers=[1],
-    transformation_subsample_points=128,
-)
 
 
 def small_model() -> PointJepa:
     torch.manual_seed(0)
-    model = PointJepa(**SMALL)
+    model = PointJepa(**SMALL_PRETRAINING)
     torch.nn.init.normal_(model.predictor.mask_token, std=0.02)
     return model
 
@@ -52,9 +38,8 @@ def random_clouds(batch: int, num_points: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, num_points, 3, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def test_fps_known_answer_on_a_line():
+def test_reference_fps_known_answer_on_a_line():  # farthest_point_sample's own: tests/test_ops.py
     points = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [10, 0, 0], [4, 0, 0]]])
-    assert farthest_point_sample(points, 4, backend="torch")[1].tolist() == [[0, 2, 3, 1]]
     assert reference_fps(points, 4).tolist() == [[0, 2, 3, 1]]
 
 

@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from pointjepa.modules.freezing import UnfreezeSchedule
-from tests.test_classification import tiny, tiny_shapes
+from tests.conftest import tiny_classifier, tiny_shapes
 
 
 def test_by_default_everything_trains_from_the_first_epoch():
@@ -82,7 +82,7 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], pre
 
 def test_frozen_parts_stay_unchanged_until_their_unfreeze_epoch(tmp_path):
     recorder = GradRecorder()
-    model = tiny(
+    model = tiny_classifier(
         encoder_unfreeze_epoch=1,
         tokenizer_unfreeze_epoch=1,
         positional_encoding_unfreeze_epoch=1,

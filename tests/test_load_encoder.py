@@ -8,11 +8,10 @@ import torch
 
 import pointjepa
 from pointjepa.api import PointEncoder, load_encoder
-from pointjepa.models.classification import PointJepaClassification
-from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.backbone import pooled_features
 from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.checkpoint import CheckpointError
+from tests.conftest import save_checkpoint, tiny_classifier, tiny_pretraining
 from tests.fakeckpt import BASE_MODEL_LAYOUTS, LAYOUTS, tiny_backbone_state, write_checkpoint
 
 
@@ -68,39 +67,15 @@ def test_shapes_are_inferred_without_hyper_parameters(tmp_path):
 
 
 def test_matches_the_pretraining_model_embedding(tmp_path):
-    model = PointJepa(
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        predictor_embed_dim=16,
-        predictor_depth=1,
-        predictor_heads=2,
-        target_layers=[1],
-        num_targets_per_sample=2,
-        transformation_subsample_points=64,
-    ).eval()
-    path = tmp_path / "pretraining.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    model = tiny_pretraining().eval()
+    path = save_checkpoint(model, tmp_path / "pretraining.ckpt")
     points = torch.randn(2, 64, 3)
     torch.testing.assert_close(load_encoder(path)(points), model.embed(points))
 
 
 def test_fine_tuned_classification_checkpoint_gives_its_encoder(tmp_path):
-    model = PointJepaClassification(
-        num_classes=3,
-        num_points=64,
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        cls_head_pooling="cls_token",
-    )
-    path = tmp_path / "cls.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    encoder = load_encoder(path)
+    model = tiny_classifier(num_classes=3, cls_head_pooling="cls_token")
+    encoder = load_encoder(save_checkpoint(model, tmp_path / "cls.ckpt"))
     assert torch.equal(encoder.encoder.blocks[1].mlp.fc2.weight, model.encoder.blocks[1].mlp.fc2.weight)
 
 

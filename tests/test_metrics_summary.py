@@ -15,28 +15,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from pointjepa.callbacks.metrics_summary import MetricsSummary
-from pointjepa.datasets import SyntheticShapesDataModule
 from pointjepa.eval import aggregate
-from pointjepa.models.classification import PointJepaClassification
-
-SHAPES = ["sphere", "cube", "cone", "torus", "disk"]
+from tests.conftest import tiny_classifier, tiny_shapes
 
 
 def fit(root: Path, epochs: int, logger, callbacks: list, ckpt_path: str | None = None) -> pl.Trainer:
     torch.manual_seed(0)
-    model = PointJepaClassification(
-        num_classes=5,
-        num_points=64,
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        cls_head_dim=16,
-    )
-    data = SyntheticShapesDataModule(
-        num_points=96, samples_per_class=2, val_samples_per_class=2, batch_size=4, shapes=SHAPES
-    )
+    model = tiny_classifier()
+    data = tiny_shapes(val_samples_per_class=2)
     trainer = pl.Trainer(
         max_epochs=epochs,
         limit_train_batches=2,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pointjepa.datasets.synsets import SHAPENETPART_PARTS
-from pointjepa.eval.miou import PartSegmentationIoU, part_ious, part_mask, restricted_argmax, shape_mious
+from pointjepa.metrics.miou import PartSegmentationIoU, part_ious, part_mask, restricted_argmax, shape_mious
 
 TWO_CATEGORIES = {"a": [0, 1], "b": [2, 3, 4]}
 

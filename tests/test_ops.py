@@ -8,18 +8,16 @@ from torch import Tensor
 
 from pointjepa.ops import (
     HAS_PYTORCH3D,
+    _backend,
     ball_query,
     farthest_point_sample,
     gather_points,
     knn,
 )
-from pointjepa.ops import _backend
 
 DEVICES = [
     "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
-    ),
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
 ]
 
 
@@ -65,9 +63,7 @@ def naive_knn(query: Tensor, points: Tensor, k: int) -> tuple[list, list]:
     return dists, idx
 
 
-def naive_ball_query(
-    query: Tensor, points: Tensor, k: int, radius: float, pad: int | None = None
-) -> list[list[int]]:
+def naive_ball_query(query: Tensor, points: Tensor, k: int, radius: float, pad: int | None = None) -> list[list[int]]:
     """First k in-radius points per query; padded with `pad`, else by the fill rule."""
     pts = points.double().tolist()
     out = []
@@ -105,9 +101,7 @@ def fake_pytorch3d() -> SimpleNamespace:
         idx = [naive_ball_query(q, p, K, radius, pad=-1) for q, p in zip(p1, p2)]
         return None, torch.tensor(idx, device=p1.device), None
 
-    return SimpleNamespace(
-        sample_farthest_points=sample_farthest_points, knn_points=knn_points, ball_query=ball_query
-    )
+    return SimpleNamespace(sample_farthest_points=sample_farthest_points, knn_points=knn_points, ball_query=ball_query)
 
 
 # --- farthest point sampling ---
@@ -135,15 +129,15 @@ def test_fps_known_answer_on_a_line() -> None:
     # 0, then the far end, then midpoints; equal distances go to the lowest index.
     assert idx.tolist() == [[0, 9, 4, 2, 6, 1]]
     assert centers[0, :, 0].tolist() == [0.0, 9.0, 4.0, 2.0, 6.0, 1.0]
+    uneven = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [10, 0, 0], [4, 0, 0]]])  # x = 0, 1, 10, 4: no ties
+    assert farthest_point_sample(uneven, 4, backend="torch")[1].tolist() == [[0, 2, 3, 1]]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fps_random_start_reproducible_with_seeded_generator(device: str) -> None:
     points = cloud(16, 50, device)
     runs = [
-        farthest_point_sample(
-            points, 8, random_start=True, generator=torch.Generator(device).manual_seed(3)
-        )[1]
+        farthest_point_sample(points, 8, random_start=True, generator=torch.Generator(device).manual_seed(3))[1]
         for _ in range(2)
     ]
     assert torch.equal(runs[0], runs[1])
@@ -250,15 +244,16 @@ def test_gather_points_shapes_and_values() -> None:
     [
         (lambda: farthest_point_sample(torch.rand(2, 40), 4), r"points: expected \(B, N, 3\), got \(2, 40\)"),
         (lambda: farthest_point_sample(torch.rand(2, 40, 3), 64), "num_samples=64 exceeds the 40 points per cloud"),
-        (lambda: farthest_point_sample(torch.ones(2, 40, 3, dtype=torch.int64), 4), "points: expected a floating dtype"),
-        (lambda: farthest_point_sample(torch.rand(2, 40, 3), 4, start_idx=torch.zeros(3, dtype=torch.int64)), r"start_idx: expected \(B,\) int64"),
+        (lambda: farthest_point_sample(torch.ones(2, 40, 3).long(), 4), "points: expected a floating dtype"),
+        (lambda: farthest_point_sample(torch.rand(2, 40, 3), 4, start_idx=torch.zeros(3).long()),
+         r"start_idx: expected \(B,\) int64"),
         (lambda: farthest_point_sample(torch.rand(2, 40, 3), 4, True, torch.zeros(2, dtype=torch.int64)), "not both"),
         (lambda: knn(torch.rand(2, 5, 2), torch.rand(2, 40, 3), 4), r"query: expected \(B, M, 3\), got \(2, 5, 2\)"),
         (lambda: knn(torch.rand(3, 5, 3), torch.rand(2, 40, 3), 4), r"batch sizes differ \(3 vs 2\)"),
         (lambda: knn(torch.rand(2, 5, 3), torch.rand(2, 40, 3), 41), "knn: k=41 exceeds the 40 points"),
         (lambda: ball_query(torch.rand(2, 5, 3), torch.rand(2, 40, 3), 50, 0.1), "ball_query: k=50 exceeds"),
         (lambda: ball_query(torch.rand(2, 5, 3), torch.rand(2, 40, 3), 4, 0.0), "radius must be > 0"),
-        (lambda: gather_points(torch.rand(2, 40, 3), torch.zeros(3, 4, dtype=torch.int64)), r"idx: expected \(B, ...\) with B=2"),
+        (lambda: gather_points(torch.rand(2, 40, 3), torch.zeros(3, 4).long()), r"idx: expected \(B, ...\) with B=2"),
         (lambda: knn(torch.rand(2, 5, 3), torch.rand(2, 40, 3), 4, backend="cuda"), "backend: expected one of"),
     ],
 )  # fmt: skip
@@ -282,9 +277,7 @@ def clouds_with_lonely_query(device: str) -> tuple[Tensor, Tensor]:
 
 
 BACKEND_CALLS = {
-    "fps_from_zero": lambda backend, device: farthest_point_sample(
-        cloud(2, 40, device), 8, backend=backend
-    ),
+    "fps_from_zero": lambda backend, device: farthest_point_sample(cloud(2, 40, device), 8, backend=backend),
     "fps_from_start_idx": lambda backend, device: farthest_point_sample(
         cloud(2, 40, device), 8, start_idx=torch.tensor([0, 17], device=device), backend=backend
     ),
@@ -292,9 +285,7 @@ BACKEND_CALLS = {
     "ball_query_small_radius": lambda backend, device: ball_query(
         *clouds_with_lonely_query(device), 5, 0.05, backend=backend
     ),
-    "ball_query": lambda backend, device: ball_query(
-        *clouds_with_lonely_query(device), 5, 0.3, backend=backend
-    ),
+    "ball_query": lambda backend, device: ball_query(*clouds_with_lonely_query(device), 5, 0.3, backend=backend),
 }
 
 
@@ -304,9 +295,7 @@ def assert_same_results(fast: Tensor | tuple, plain: Tensor | tuple) -> None:
 
 
 @pytest.mark.parametrize("name", BACKEND_CALLS)
-def test_pytorch3d_wrappers_give_the_torch_results(
-    monkeypatch: pytest.MonkeyPatch, name: str
-) -> None:
+def test_pytorch3d_wrappers_give_the_torch_results(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Fast-path wrappers (rolled start, -1 fill) on a stand-in for pytorch3d.ops."""
     monkeypatch.setattr(_backend, "_pytorch3d_ops", fake_pytorch3d())
     call = BACKEND_CALLS[name]

@@ -14,24 +14,16 @@ from pointjepa.datasets.synthetic_parts import SyntheticPartsDataModule, make_pa
 from pointjepa.models.part_segmentation import PointJepaPartSegmentation
 from pointjepa.modules.backbone import build_backbone
 from pointjepa.tasks.part_segmentation import PartSegmentationCLI
+from tests.conftest import SEGMENTER
 from tests.fakedata import write_shapenetpart
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(
-    tokenizer_num_groups=8,
-    tokenizer_group_size=8,
-    encoder_dim=32,
-    encoder_depth=2,
-    encoder_heads=2,
-    seg_head_fetch_layers=[0, 1],
-    seg_head_dim=16,
-)
 TABLE = {"mushroom": [0, 1], "airplane": [2, 3, 4]}
 
 
 def tiny_model(**kwargs: object) -> PointJepaPartSegmentation:
     linked = {"num_classes": 2, "num_seg_classes": 5, "category_to_parts": TABLE}
-    return PointJepaPartSegmentation(**{**TINY, **linked, **kwargs})
+    return PointJepaPartSegmentation(**{**SEGMENTER, **linked, **kwargs})
 
 
 def tiny_data(**kwargs: object) -> SyntheticPartsDataModule:
@@ -110,8 +102,15 @@ def test_encoder_frozen_until_unfreeze_epoch_then_metrics_logged() -> None:
     assert record.trainable == [False, True]
     assert not torch.equal(before, model.encoder.blocks[0].mlp.fc1.weight)
     metrics = trainer.callback_metrics
-    for name in ("val_acc", "val_macc", "val_ins_miou", "val_cat_miou", "val_cat_miou_at_max_ins_miou", "train_loss",
-                 "train_acc"):
+    for name in (
+        "val_acc",
+        "val_macc",
+        "val_ins_miou",
+        "val_cat_miou",
+        "val_cat_miou_at_max_ins_miou",
+        "train_loss",
+        "train_acc",
+    ):
         assert name in metrics and torch.isfinite(metrics[name])
 
 

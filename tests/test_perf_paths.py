@@ -6,16 +6,13 @@ import copy
 import pytest
 import torch
 
-from benchmarks.plain_step import original_attention, original_pointnet, plain_loss, standin_fps, standin_knn
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.pointnet import PointNetEncoder
 from pointjepa.ops import farthest_point_sample, knn
 from pointjepa.ops._backend import square_distances
 from pointjepa.ops.fps import _first_argmax, _fps_loop_few_kernels, _fps_loop_planes
-
-SMALL = dict(tokenizer_num_groups=16, tokenizer_group_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=4,
-             encoder_dropout=0.0, encoder_attention_dropout=0.0, encoder_drop_path_rate=0.0, predictor_embed_dim=16,
-             predictor_depth=2, predictor_heads=2, target_layers=[1], transformation_subsample_points=128)  # fmt: skip
+from tests.conftest import SMALL_PRETRAINING
+from tests.reference import original_attention, original_pointnet, plain_loss, standin_fps, standin_knn
 
 
 def clouds(batch: int, num_points: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -110,7 +107,7 @@ def test_pointnet_matches_the_conv1d_computation_in_eval():
 
 def test_original_attention_reference_gives_the_models_loss():
     torch.manual_seed(0)
-    model = PointJepa(**SMALL).eval()
+    model = PointJepa(**SMALL_PRETRAINING).eval()
     torch.nn.init.normal_(model.predictor.mask_token, std=0.02)
     reference = original_attention(copy.deepcopy(model))
     points = clouds(4, 512)

@@ -4,25 +4,7 @@ import pytest
 import torch
 
 from pointjepa.models.point_jepa import PointJepa
-
-TINY = dict(
-    tokenizer_num_groups=8,
-    tokenizer_group_size=4,
-    encoder_dim=32,
-    encoder_depth=2,
-    encoder_heads=4,
-    predictor_embed_dim=16,
-    predictor_depth=1,
-    predictor_heads=2,
-    target_layers=[1],
-    num_targets_per_sample=2,
-    target_sample_ratio=(0.15, 0.25),
-    transformation_subsample_points=64,
-)
-
-
-def tiny_model(**overrides) -> PointJepa:
-    return PointJepa(**{**TINY, **overrides})
+from tests.conftest import tiny_pretraining as tiny_model
 
 
 def test_published_state_dict_names_and_shapes():
@@ -60,7 +42,9 @@ def test_original_checkpoint_extras_are_accepted_and_dropped():
     model = tiny_model()
     state = model.state_dict()
     original = dict(state)
-    original.update({f"teacher.online_model.{k[len('student.'):]}": v for k, v in state.items() if k.startswith("student.")})
+    original.update(
+        {f"teacher.online_model.{k[len('student.') :]}": v for k, v in state.items() if k.startswith("student.")}
+    )
     original["teacher.initted"] = torch.tensor(True)
     original["mask_token"] = torch.zeros(32)
     checkpoint = {"state_dict": original}

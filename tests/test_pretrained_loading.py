@@ -5,28 +5,12 @@ import logging
 import pytest
 import torch
 
-from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.part_segmentation import PointJepaPartSegmentation
-from pointjepa.models.point_jepa import PointJepa
 from pointjepa.modules.pointnet import PointNetSmall
 from pointjepa.utils.checkpoint import CheckpointError
 from pointjepa.utils.pretrained import load_backbone
+from tests.conftest import BACKBONE, save_checkpoint, tiny_classifier, tiny_pretraining
 from tests.fakeckpt import BASE_MODEL_LAYOUTS, LAYOUTS, layout_checkpoint, tiny_backbone_state, write_checkpoint
-
-CLS_TINY = dict(
-    num_classes=5,
-    num_points=64,
-    tokenizer_num_groups=8,
-    tokenizer_group_size=4,
-    encoder_dim=32,
-    encoder_depth=2,
-    encoder_heads=4,
-    cls_head_dim=16,
-)
-
-
-def classifier(**overrides) -> PointJepaClassification:
-    return PointJepaClassification(**{**CLS_TINY, **overrides})
 
 
 def assert_backbone_equal(
@@ -46,7 +30,7 @@ def test_every_layout_loads_the_backbone_and_keeps_the_head(tmp_path, layout, ca
     qkv_bias = layout not in BASE_MODEL_LAYOUTS  # Point-MAE / Point-BERT attention has no qkv bias
     backbone = tiny_backbone_state(qkv_bias=qkv_bias)
     path = write_checkpoint(tmp_path / f"{layout}.ckpt", layout, backbone)
-    model = classifier(encoder_qkv_bias=qkv_bias, cls_head_pooling="mean+max+cls_token")
+    model = tiny_classifier(encoder_qkv_bias=qkv_bias, cls_head_pooling="mean+max+cls_token")
     head_before = {k: v.clone() for k, v in model.cls_head.state_dict().items()}
 
     with caplog.at_level(logging.INFO):
@@ -64,21 +48,9 @@ def test_every_layout_loads_the_backbone_and_keeps_the_head(tmp_path, layout, ca
 
 
 def test_our_real_pretraining_checkpoint_loads_the_student(tmp_path):
-    pretrained = PointJepa(
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        predictor_embed_dim=16,
-        predictor_depth=1,
-        predictor_heads=2,
-        target_layers=[1],
-        num_targets_per_sample=2,
-    )
-    path = tmp_path / "pretraining.ckpt"
-    torch.save({"state_dict": pretrained.state_dict(), "hyper_parameters": dict(pretrained.hparams)}, path)
-    model = classifier()
+    pretrained = tiny_pretraining()
+    path = save_checkpoint(pretrained, tmp_path / "pretraining.ckpt")
+    model = tiny_classifier()
     model.load_pretrained(str(path))
     for name, param in pretrained.student.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[name], param), name
@@ -91,13 +63,13 @@ def test_our_real_pretraining_checkpoint_loads_the_student(tmp_path):
 def test_missing_qkv_bias_is_reported_as_missing(tmp_path, caplog):
     path = write_checkpoint(tmp_path / "mae.ckpt", "point_mae", tiny_backbone_state(qkv_bias=False))
     with caplog.at_level(logging.INFO):
-        classifier(encoder_qkv_bias=True).load_pretrained(str(path))
+        tiny_classifier(encoder_qkv_bias=True).load_pretrained(str(path))
     assert "encoder.blocks.0.attn.qkv.bias" in caplog.text
 
 
 def test_shape_misfit_is_refused_naming_the_parameter(tmp_path):
     path = write_checkpoint(tmp_path / "ours.ckpt", "ours", tiny_backbone_state())
-    model = classifier(encoder_dim=64)
+    model = tiny_classifier(encoder_dim=64)
     with pytest.raises(CheckpointError, match=r"tokenizer\.embedding\.encoder\.second_conv\.3\.weight.*\(32, 512, 1\)"):
         model.load_pretrained(str(path))
 
@@ -108,7 +80,7 @@ def test_point_bert_256_dim_tokens_load_into_the_projection(tmp_path, layout):
     backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
     assert backbone["tokenizer.projection.weight"].shape == (32, 48)
     path = write_checkpoint(tmp_path / "bert.ckpt", layout, backbone)
-    model = classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=48)
+    model = tiny_classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=48)
     model.load_pretrained(str(path))
     assert_backbone_equal(model, backbone)
     tokens, _ = model.tokenizer(torch.randn(2, 64, 3))
@@ -128,7 +100,7 @@ def test_point_mae_conv_biases_fold_into_the_batch_norms(tmp_path, train):
     checkpoint = layout_checkpoint("point_mae", tiny_backbone_state(qkv_bias=False))
     checkpoint["base_model"] |= {f"module.MAE_encoder.encoder.{k}": v for k, v in theirs.state_dict().items()}
     torch.save(checkpoint, tmp_path / "mae.pth")
-    model = classifier(encoder_qkv_bias=False)
+    model = tiny_classifier(encoder_qkv_bias=False)
     model.load_pretrained(str(tmp_path / "mae.pth"))
     ours = model.tokenizer.embedding.encoder
     groups = torch.randn(10, 4, 3)
@@ -140,21 +112,21 @@ def test_point_bert_projection_without_tokenizer_embedding_dim_is_refused(tmp_pa
     backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
     path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
     with pytest.raises(CheckpointError, match="set tokenizer_embedding_dim: 48"):
-        classifier(encoder_qkv_bias=False).load_pretrained(str(path))
+        tiny_classifier(encoder_qkv_bias=False).load_pretrained(str(path))
 
 
 def test_point_bert_tokens_of_another_width_are_refused_naming_the_parameter(tmp_path):
     backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
     path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
     with pytest.raises(CheckpointError, match=r"second_conv\.3\.weight.*\(48, 512, 1\).*\(40, 512, 1\)"):
-        classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=40).load_pretrained(str(path))
+        tiny_classifier(encoder_qkv_bias=False, tokenizer_embedding_dim=40).load_pretrained(str(path))
 
 
 def test_part_segmentation_loads_point_bert_weights(tmp_path):
     backbone = tiny_backbone_state(qkv_bias=False, tokenizer_embedding_dim=48)
     path = write_checkpoint(tmp_path / "bert.ckpt", "point_bert", backbone)
     model = PointJepaPartSegmentation(
-        **{k: v for k, v in CLS_TINY.items() if k not in ("num_classes", "num_points", "cls_head_dim")},
+        **BACKBONE,
         seg_head_fetch_layers=[0, 1],
         encoder_qkv_bias=False,
         tokenizer_embedding_dim=48,
@@ -166,7 +138,7 @@ def test_part_segmentation_loads_point_bert_weights(tmp_path):
 def test_ignored_encoder_layers_keep_their_initialisation(tmp_path):
     backbone = tiny_backbone_state()
     path = write_checkpoint(tmp_path / "ours.ckpt", "ours", backbone)
-    model = classifier(pretrained_ckpt_ignore_encoder_layers=[1])
+    model = tiny_classifier(pretrained_ckpt_ignore_encoder_layers=[1])
     block1_before = {k: v.clone() for k, v in model.encoder.blocks[1].state_dict().items()}
     model.load_pretrained(str(path))
     assert_backbone_equal(model, backbone, skip=("encoder.blocks.1.",))
@@ -176,7 +148,7 @@ def test_ignored_encoder_layers_keep_their_initialisation(tmp_path):
 def test_pretrained_weights_are_loaded_at_fit_setup_only(tmp_path):
     backbone = tiny_backbone_state()
     path = write_checkpoint(tmp_path / "ours.ckpt", "ours", backbone)
-    model = classifier(pretrained_ckpt_path=str(path))
+    model = tiny_classifier(pretrained_ckpt_path=str(path))
     assert not torch.equal(
         model.encoder.blocks[0].attn.qkv.weight, backbone["encoder.blocks.0.attn.qkv.weight"]
     )  # not in __init__
@@ -202,4 +174,4 @@ def test_bad_checkpoint_files_give_one_clear_error(tmp_path, content, message):
     elif content is not None:
         torch.save(content, path)
     with pytest.raises(CheckpointError, match=message):
-        classifier().load_pretrained(str(path))
+        tiny_classifier().load_pretrained(str(path))

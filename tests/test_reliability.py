@@ -13,8 +13,8 @@ import torch
 from pointjepa.callbacks.nan_guard import NonFiniteLossError, NonFiniteLossGuard
 from pointjepa.datasets import DataError, ModelNet40Ply2048DataModule, SyntheticShapesDataModule
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from tests.conftest import tiny_pretraining
 from tests.fakedata import write_modelnet40
-from tests.test_point_jepa import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def tiny_trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
     return pl.Trainer(
-        default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, **kwargs,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
     )
 
 
@@ -69,7 +73,7 @@ def test_nan_loss_stops_the_run_naming_the_step(tmp_path):
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
     trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[NonFiniteLossGuard(), checkpoint])
     with pytest.raises(NonFiniteLossError, match=r"NaN/Inf at step \d+"):
-        trainer.fit(tiny_model(), datamodule=data)
+        trainer.fit(tiny_pretraining(), datamodule=data)
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
@@ -86,20 +90,23 @@ def test_nan_in_a_data_file_names_the_file(tmp_path):
 
 
 def test_too_few_points_for_the_tokenizer_is_named():
-    model = tiny_model(transformation_subsample_points=6, train_transformations=["subsample"])
+    model = tiny_pretraining(transformation_subsample_points=6, train_transformations=["subsample"])
     with pytest.raises(ValueError, match="6 points, fewer than tokenizer_num_groups=8"):
         model.training_step((torch.randn(2, 6, 3), torch.zeros(2, dtype=torch.long)), 0)
 
 
 def test_bf16_mixed_precision_training_gives_finite_losses(tmp_path):
     data = SyntheticShapesDataModule(num_points=128, samples_per_class=2, batch_size=8)
-    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, precision="bf16-mixed", callbacks=[NonFiniteLossGuard()])
-    trainer.fit(tiny_model(), datamodule=data)
+    trainer = tiny_trainer(
+        tmp_path, max_epochs=1, limit_train_batches=2, precision="bf16-mixed", callbacks=[NonFiniteLossGuard()]
+    )
+    trainer.fit(tiny_pretraining(), datamodule=data)
     assert torch.isfinite(trainer.callback_metrics["train_loss_step"])
 
 
 def test_a_one_sample_last_batch_is_dropped_for_batch_norm():
-    data = SyntheticShapesDataModule(samples_per_class=3, shapes=["sphere", "cube", "cone"], batch_size=4, drop_last=False)
+    shapes = ["sphere", "cube", "cone"]
+    data = SyntheticShapesDataModule(samples_per_class=3, shapes=shapes, batch_size=4, drop_last=False)
     data.setup()
     sizes = [len(batch[1]) for batch in data.train_dataloader()]
     assert sizes == [4, 4]  # 9 samples: the lone ninth is dropped

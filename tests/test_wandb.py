@@ -15,12 +15,12 @@ import yaml
 from pytorch_lightning.loggers import CSVLogger
 
 from pointjepa.callbacks.wandb_checkpoint_logger import WandbModelCheckpointLogger, artifact_name
-from pointjepa.datasets import SyntheticShapesDataModule
+from pointjepa.cli import PointJepaCLI
 from pointjepa.eval import aggregate
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.tasks.part_segmentation import PartSegmentationCLI
-from pointjepa.utils.cli import PointJepaCLI
+from tests.conftest import CLASSIFIER_ARGS, tiny_classifier, tiny_shapes
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn, write_shapenet55, write_shapenetpart
 
 wandb = pytest.importorskip("wandb")
@@ -154,13 +154,7 @@ def offline_log(run_dir: Path) -> Path:
 
 def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_path):
     tiny = [
-        "--model.num_points=64",
-        "--model.tokenizer_num_groups=8",
-        "--model.tokenizer_group_size=4",
-        "--model.encoder_dim=32",
-        "--model.encoder_depth=2",
-        "--model.encoder_heads=4",
-        "--model.cls_head_dim=16",
+        *CLASSIFIER_ARGS,
         "--data.init_args.num_points=96",
         "--data.init_args.samples_per_class=2",
         "--data.init_args.val_samples_per_class=1",
@@ -217,23 +211,7 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
 
 def tiny_fit(tmp_path: Path, logger) -> WandbModelCheckpointLogger:
     callback = WandbModelCheckpointLogger()
-    model = PointJepaClassification(
-        num_classes=5,
-        num_points=64,
-        tokenizer_num_groups=8,
-        tokenizer_group_size=4,
-        encoder_dim=32,
-        encoder_depth=2,
-        encoder_heads=4,
-        cls_head_dim=16,
-    )
-    data = SyntheticShapesDataModule(
-        num_points=96,
-        samples_per_class=2,
-        val_samples_per_class=1,
-        batch_size=4,
-        shapes=["sphere", "cube", "cone", "torus", "disk"],
-    )
+    model, data = tiny_classifier(), tiny_shapes()
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=1,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from wandb.proto import wandb_internal_pb2
 

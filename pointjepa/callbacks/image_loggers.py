@@ -18,17 +18,19 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from pointjepa.viz import choose_blocks, confusion_figure, label_names, log_figure, target_context_figure, tsne_figure
-
-
-def image_loggers(trainer: pl.Trainer) -> list[Logger]:
-    """The trainer's loggers that take images: W&B's ``log_image`` or TensorBoard's ``add_image``."""
-    return [lg for lg in trainer.loggers if hasattr(lg, "log_image") or isinstance(lg, TensorBoardLogger)]
+from pointjepa.viz import (
+    choose_blocks,
+    confusion_figure,
+    image_loggers,
+    label_names,
+    log_figure,
+    target_context_figure,
+    tsne_figure,
+)
 
 
 class _EveryNEpochsImageLogger(pl.Callback):
@@ -45,7 +47,9 @@ class _EveryNEpochsImageLogger(pl.Callback):
         epoch = trainer.current_epoch + 1
         last = trainer.max_epochs is not None and epoch >= trainer.max_epochs
         return (
-            not trainer.sanity_checking and bool(image_loggers(trainer)) and (epoch % self.every_n_epochs == 0 or last)
+            not trainer.sanity_checking
+            and bool(image_loggers(trainer.loggers))
+            and (epoch % self.every_n_epochs == 0 or last)
         )
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -53,7 +57,7 @@ class _EveryNEpochsImageLogger(pl.Callback):
 
     def _log(self, trainer: pl.Trainer, figure: Any) -> None:
         if trainer.is_global_zero:
-            log_figure(image_loggers(trainer), self.key, figure, trainer.global_step)
+            log_figure(image_loggers(trainer.loggers), self.key, figure, trainer.global_step)
 
 
 class _HeadHookImageLogger(_EveryNEpochsImageLogger):

@@ -34,41 +34,53 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def stateful_train_loaders(trainer: pl.Trainer | None) -> list[Any]:
+    """The training loaders that save and restore their position (``state_dict`` / ``load_state_dict``)."""
+    loaders = trainer.train_dataloader if trainer is not None else None
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    elif not isinstance(loaders, (list, tuple)):
+        loaders = [loaders]
+    return [dl for dl in loaders if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict")]
+
+
 class ExactResume(pl.Callback):
     """Makes a run resumed with ``--ckpt_path`` continue exactly where it stopped, mid-epoch included.
 
-    Stores the random states with every checkpoint and puts them back right before the first training
-    batch after a resume. Also hands the saved position to resumable training loaders: Lightning
-    saves it, but applies it only when it sets up the loaders after the restore, which does not
-    happen when ``configure_optimizers`` already asked for ``estimated_stepping_batches``.
+    Stores the random states and the training loaders' positions with every checkpoint. The random
+    states go back right before the first training batch after a resume, the positions at the start of
+    training: Lightning restores the positions itself only when it sets up the loaders after the
+    restore, which does not happen when ``configure_optimizers`` already asked for
+    ``estimated_stepping_batches``.
     """
 
     def __init__(self) -> None:
+        self._trainer: pl.Trainer | None = None
         self._rng: dict[str, Any] | None = None
         self._loader_states: list[dict[str, Any]] = []
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = None
+
     def state_dict(self) -> dict[str, Any]:
-        return capture_rng_state()
+        loaders = [dl.state_dict() for dl in stateful_train_loaders(self._trainer)]
+        return {**capture_rng_state(), "loaders": loaders}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._rng = state_dict
-
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-        self._loader_states = list(fit_loop.get("state_dict", {}).get("combined_loader", []))
+        self._loader_states = list(state_dict.get("loaders", []))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loaders = trainer.train_dataloader
-        if isinstance(loaders, dict):
-            loaders = list(loaders.values())
-        elif not isinstance(loaders, (list, tuple)):
-            loaders = [loaders]
-        stateful = [dl for dl in loaders if hasattr(dl, "load_state_dict")]
-        for dl, state in zip(stateful, self._loader_states):
+        for dl, state in zip(stateful_train_loaders(trainer), self._loader_states):
             dl.load_state_dict(state)
         self._loader_states = []
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._rng is not None:
             restore_rng_state(self._rng)
             self._rng = None

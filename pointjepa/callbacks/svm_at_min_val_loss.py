@@ -32,7 +32,11 @@ class SvmAccuracyAtMinValLoss(pl.Callback):
         val_loss = trainer.callback_metrics.get("val_loss")
         if val_loss is None or trainer.current_epoch < 0.5 * max_epochs:
             return
-        svm = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("svm_val_acc_") and not k.endswith("_at_min_loss")}
+        svm = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("svm_val_acc_") and not k.endswith("_at_min_loss")
+        }
         if float(val_loss) < self.best_val_loss:
             self.best_val_loss, self.best_epoch, self.accuracies = float(val_loss), trainer.current_epoch, svm
         pl_module.log("best_val_loss", self.best_val_loss, sync_dist=True)  # equal on every rank

@@ -7,20 +7,14 @@ helpers (``h5_len``, ``npz_shapes``, ``count_lines``) let ``process.check`` coun
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from pointjepa.datasets.base import DataError, require_path
-
-
-def check_choice(option: str, value: Any, allowed: Sequence[Any]) -> None:
-    """Raise ``ValueError`` listing ``allowed`` when ``value`` is not one of them."""
-    if value not in allowed:
-        raise ValueError(f"{option}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
 
 
 def read_lines(path: str | Path, what: str) -> list[str]:
@@ -99,7 +93,9 @@ def h5_len(path: str | Path, key: str = "data") -> int:
     try:
         with h5py.File(path, "r") as f:
             if key not in f or not f[key].shape:
-                raise DataError(f"{path}: no array {key!r} (has {sorted(f.keys())}), expected {key!r} of shape (n, ...)")
+                raise DataError(
+                    f"{path}: no array {key!r} (has {sorted(f.keys())}), expected {key!r} of shape (n, ...)"
+                )
             return int(f[key].shape[0])
     except OSError as e:
         raise DataError(f"{path}: not a readable HDF5 file: {e}") from e

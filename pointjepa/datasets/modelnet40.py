@@ -3,8 +3,9 @@ and ``label`` uint8 (n, 1); ``shape_names.txt`` names the 40 classes in label or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from pointjepa.datasets.base import DataError, PointCloudDataModule, require_path
 from pointjepa.datasets.formats import PointCloudArrays, load_h5_classification, read_lines

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from pointjepa.datasets.base import DataError, PointCloudDataModule, require_path
-from pointjepa.datasets.formats import PointCloudArrays, check_choice, check_labels, check_points
+from pointjepa.datasets.formats import PointCloudArrays, check_labels, check_points
+from pointjepa.utils.options import check_choice
 
 WAYS: tuple[int, ...] = (5, 10)
 SHOTS: tuple[int, ...] = (10, 20)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 from pointjepa.datasets.base import PointCloudDataModule, require_path
-from pointjepa.datasets.formats import PointCloudArrays, check_choice, load_h5_classification
+from pointjepa.datasets.formats import PointCloudArrays, load_h5_classification
+from pointjepa.utils.options import check_choice
 
 SCANOBJECTNN_LABEL_NAMES: tuple[str, ...] = (
     "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door",
@@ -20,9 +22,7 @@ ScanObjectNNSplit = Literal[
 SPLITS: tuple[str, ...] = get_args(ScanObjectNNSplit)
 
 
-def scanobjectnn_file(
-    data_dir: str | Path, split: str, perturbed: bool, part: Literal["training", "test"]
-) -> Path:
+def scanobjectnn_file(data_dir: str | Path, split: str, perturbed: bool, part: Literal["training", "test"]) -> Path:
     """``<data_dir>/<split>/<part>_objectdataset[_augmentedrot_scale75].h5`` (PB_T50_RS when perturbed)."""
     suffix = "_augmentedrot_scale75" if perturbed else ""
     return Path(data_dir) / split / f"{part}_objectdataset{suffix}.h5"

@@ -4,27 +4,28 @@ listed in ``train.txt`` / ``test.txt`` (and ``train_25/50/75.txt``), 55 classes.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from pointjepa.datasets.base import DataError, PointCloudDataModule, require_path
 from pointjepa.datasets.device_loader import DeviceBatchLoader, shard_size
-from pointjepa.datasets.formats import PointCloudArrays, check_choice, check_labels, check_points, read_lines
+from pointjepa.datasets.formats import PointCloudArrays, check_labels, check_points, read_lines
 from pointjepa.datasets.loader import EpochShuffleSampler
+from pointjepa.datasets.placement import InMemoryDevice, choose_serving_device
 from pointjepa.datasets.synsets import SHAPENET55_LABEL_NAMES, SHAPENET55_LABELS, SHAPENET55_SYNSETS
+from pointjepa.utils.options import check_choice
 
 TrainSplit = Literal["train", "train_25", "train_50", "train_75"]
 TrainFraction = Literal[25, 50, 75]
 ShapeNet55Split = Literal[TrainSplit, "test"]
 SPLITS: tuple[str, ...] = get_args(TrainSplit) + ("test",)
 NPZ_SPLITS: tuple[str, ...] = ("train", "test")
-InMemoryDevice = Literal["auto", "cpu", "cuda"]
 
 
 def train_split_name(split: TrainSplit | TrainFraction | str | None) -> TrainSplit:
@@ -128,10 +129,6 @@ class ShapeNet55DataModule(PointCloudDataModule):
             the arrays' size (train + test) free on every rank, else ``"cpu"``.
     """
 
-    # Tests set this to serve the in-memory arrays through ``DeviceBatchLoader`` from any device (CPU
-    # included), bypassing the ``in_memory_device`` choice.
-    _device_override: torch.device | None = None
-
     def __init__(
         self,
         data_dir: str = "./data/ShapeNet55",
@@ -172,40 +169,20 @@ class ShapeNet55DataModule(PointCloudDataModule):
         self._serving = None
         self._on_device.clear()  # frees the GPU copies; the next fit uploads again
 
-    def _serving_device(self) -> torch.device | None:
-        """The device the in-memory arrays are batched on, or ``None`` for the host ``DataLoader``;
-        decided once per trainer (i.e. per fit: the upload then shrinks the free memory)."""
+    def serving_device(self) -> torch.device | None:
+        """The device the in-memory arrays are batched on, or ``None`` for the host ``DataLoader``, as
+        ``in_memory_device`` says; decided once per trainer (i.e. per fit: the upload then shrinks the
+        free memory)."""
         if self._serving is None or self._serving[0] is not self.trainer:
-            self._serving = (self.trainer, self._choose_device())
+            arrays: list[PointCloudArrays] = [self.train_dataset, self.val_dataset]  # type: ignore[list-item]
+            nbytes = sum(a.points.nbytes + a.labels.nbytes for a in arrays)
+            device = choose_serving_device(self.in_memory_device, nbytes, self.trainer, type(self).__name__)
+            self._serving = (self.trainer, device)
         return self._serving[1]
 
-    def _choose_device(self) -> torch.device | None:
-        if self._device_override is not None:
-            return self._device_override
-        if self.in_memory_device == "cpu":
-            return None
-        root = self.trainer.strategy.root_device if self.trainer is not None else None
-        if self.in_memory_device == "cuda":
-            if root is None or root.type != "cuda":
-                where = "no Trainer is attached" if root is None else f"the trainer's root device is {root}"
-                raise ValueError(
-                    f"in_memory_device: 'cuda' puts the arrays on the trainer's CUDA device, but {where}; "
-                    "use 'auto' or 'cpu', or train on a GPU"
-                )
-            return root
-        if root is None or root.type != "cuda":
-            return None
-        arrays: list[PointCloudArrays] = [self.train_dataset, self.val_dataset]  # type: ignore[list-item]
-        size = sum(a.points.nbytes + a.labels.nbytes for a in arrays)
-        free, _ = torch.cuda.mem_get_info(root)
-        fits = self.trainer.strategy.reduce_boolean_decision(size < free / 2, all=True)  # type: ignore[union-attr]
-        rank_zero_info(
-            f"{type(self).__name__}: in-memory arrays ({size / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {root}) "
-            + ("batched on the GPU" if fits else "served from host memory (in_memory_device='auto')")
-        )
-        return root if fits else None
-
-    def _arrays_on(self, device: torch.device, arrays: PointCloudArrays, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _arrays_on(
+        self, device: torch.device, arrays: PointCloudArrays, train: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The train (or test) points and labels on ``device``, uploaded on first use only."""
         if train not in self._on_device or self._on_device[train][0] != device:
             points, labels = torch.from_numpy(arrays.points).to(device), torch.from_numpy(arrays.labels).to(device)
@@ -213,7 +190,7 @@ class ShapeNet55DataModule(PointCloudDataModule):
         return self._on_device[train][1:]
 
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader | DeviceBatchLoader:  # type: ignore[override]
-        device = self._serving_device() if self.in_memory and dataset is not None else None
+        device = self.serving_device() if self.in_memory and dataset is not None else None
         if device is None:
             return super()._loader(dataset, train)
         points, labels = self._arrays_on(device, dataset, train)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -69,7 +69,9 @@ def dumbbell(rng: np.random.Generator, n: int, points: int) -> np.ndarray:
     p = 0.55 * sphere(rng, n, points)
     side = rng.choice([-1.0, 1.0], size=(n, points, 1))
     bar = rng.uniform(size=(n, points, 1)) < 0.2
-    rod = np.concatenate([rng.uniform(-0.5, 0.5, size=(n, points, 1)), 0.1 * _unit(rng.normal(size=(n, points, 2)))], -1)
+    rod = np.concatenate(
+        [rng.uniform(-0.5, 0.5, size=(n, points, 1)), 0.1 * _unit(rng.normal(size=(n, points, 2)))], -1
+    )
     return np.where(bar, rod, p + side * np.array([1.0, 0.0, 0.0]))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -75,6 +75,9 @@ class SyntheticShapesDataModule(PointCloudDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        for split, count, seed in (("train", self.samples_per_class, self.seed), ("val", self.val_samples_per_class, self.seed + 1)):
+        for split, count, seed in (
+            ("train", self.samples_per_class, self.seed),
+            ("val", self.val_samples_per_class, self.seed + 1),
+        ):
             points, labels = make_shapes(self.shapes, count, self.num_points, seed, self.noise)
             setattr(self, f"{split}_dataset", TensorDataset(torch.from_numpy(points), torch.from_numpy(labels)))

@@ -7,7 +7,7 @@ every shape gets a random rotation about the vertical (y) axis, anisotropic scal
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

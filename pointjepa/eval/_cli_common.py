@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -32,8 +33,9 @@ def build_parser(description: str, prog: str, default_output: str) -> ArgumentPa
     return parser
 
 
-def parse_with_data(parser: ArgumentParser, args: Sequence[str] | None) -> tuple[Namespace, pl.LightningDataModule]:
-    """Parse ``args``; the data module comes from ``--config``'s ``data:`` section, overridden by ``--data.*``."""
+def parse_data_args(parser: ArgumentParser, args: Sequence[str] | None) -> Namespace:
+    """Parse ``args`` of a parser with ``--config`` and ``--data``: the config's ``data:`` section is the
+    default of ``--data``, which ``--data.*`` options override; one of the two must give a data module."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     config_path = pre.parse_known_args(args)[0].config
@@ -51,6 +53,12 @@ def parse_with_data(parser: ArgumentParser, args: Sequence[str] | None) -> tuple
     cfg = parser.parse_args(args)
     if cfg.data is None:
         parser.error("give the data module with --config <training config> or --data.class_path ...")
+    return cfg
+
+
+def parse_with_data(parser: ArgumentParser, args: Sequence[str] | None) -> tuple[Namespace, pl.LightningDataModule]:
+    """Parse ``args``; the data module comes from ``--config``'s ``data:`` section, overridden by ``--data.*``."""
+    cfg = parse_data_args(parser, args)
     if cfg.batch_size is not None:
         if cfg.batch_size < 1:
             parser.error(f"--batch_size: expected a positive integer, got {cfg.batch_size}")
@@ -79,4 +87,3 @@ def split_loader(datamodule: pl.LightningDataModule, split: Split) -> DataLoader
         "test": datamodule.test_dataloader,
     }
     return loaders[split]()
-

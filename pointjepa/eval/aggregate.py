@@ -19,8 +19,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -151,6 +152,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(main)

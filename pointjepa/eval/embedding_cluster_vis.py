@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
-from pointjepa.eval.features import extract_features
+from pointjepa.metrics.svm import extract_features
 from pointjepa.ops import farthest_point_sample
 from pointjepa.viz import label_names, save_png, tsne_figure
 
@@ -74,6 +74,6 @@ def main(args: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(lambda: print(f"wrote {main()}"))

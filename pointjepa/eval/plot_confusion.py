@@ -10,15 +10,15 @@ columns the predictions of the plain evaluation pass (FPS subsampling, validatio
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
+from pointjepa.api import load_classifier
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
-from pointjepa.eval.voting import load_classifier
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.viz import confusion_figure, label_names, save_png
 from pointjepa.viz.confusion import Normalize
@@ -57,6 +57,6 @@ def main(args: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(lambda: print(f"wrote {main()}"))

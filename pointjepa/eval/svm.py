@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytorch_lightning as pl
@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from pointjepa.api import PointEncoder, load_encoder
-from pointjepa.eval.features import extract_features, linear_svm_accuracy
+from pointjepa.metrics.svm import extract_features, linear_svm_accuracy
 from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.io import atomic_write
 
@@ -67,7 +67,9 @@ BUILTIN_DATA["scanobjectnn_pb_t50_rs"] = _scanobjectnn("main_split", True)
 def _synthetic(root: Path, batch_size: int) -> pl.LightningDataModule:
     from pointjepa.datasets import SyntheticShapesDataModule
 
-    return SyntheticShapesDataModule(samples_per_class=32, val_samples_per_class=16, seed=100, batch_size=batch_size, drop_last=False)
+    return SyntheticShapesDataModule(
+        samples_per_class=32, val_samples_per_class=16, seed=100, batch_size=batch_size, drop_last=False
+    )
 
 
 def svm_validation_from_config(path: str) -> tuple[dict[str, pl.LightningDataModule], float | None]:
@@ -109,25 +111,47 @@ def probe(
         return encoder(points)
 
     datamodule.setup("fit")
-    x_train, y_train = extract_features(embed, datamodule.train_dataloader(), device, progress=True, desc="train features")
+    x_train, y_train = extract_features(
+        embed, datamodule.train_dataloader(), device, progress=True, desc="train features"
+    )
     x_test, y_test = extract_features(embed, datamodule.val_dataloader(), device, progress=True, desc="test features")
     return [linear_svm_accuracy(x_train, y_train, x_test, y_test, C) for C in Cs]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pointjepa.eval.svm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="pretraining checkpoint (ours, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT)")
-    parser.add_argument("--data", nargs="+", default=None, choices=sorted(BUILTIN_DATA),
-                        help="built-in data sets under --data_root (default: modelnet40 scanobjectnn)")
-    parser.add_argument("--config", help="YAML with an svm_validation mapping (e.g. a pretraining config) for any data module")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="pretraining checkpoint (ours, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT)",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        choices=sorted(BUILTIN_DATA),
+        help="built-in data sets under --data_root (default: modelnet40 scanobjectnn)",
+    )
+    parser.add_argument(
+        "--config", help="YAML with an svm_validation mapping (e.g. a pretraining config) for any data module"
+    )
     parser.add_argument("--data_root", default="./data", help="root of the data/ layout of DATASETS.md")
-    parser.add_argument("--num_points", type=int, default=None,
-                        help="clouds are subsampled to this many points (FPS); default: as the checkpoint's model "
-                             "(its transformation_subsample_points or num_points; 1024 without hyper-parameters)")
+    parser.add_argument(
+        "--num_points",
+        type=int,
+        default=None,
+        help="clouds are subsampled to this many points (FPS); default: as the checkpoint's model "
+        "(its transformation_subsample_points or num_points; 1024 without hyper-parameters)",
+    )
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="subsampling seeds; several give mean ± std")
-    parser.add_argument("--C", type=float, nargs="+", default=None,
-                        help=f"SVM C values (several = a sweep); default: --config's svm_validation_C, else {DEFAULT_C}")
+    parser.add_argument(
+        "--C",
+        type=float,
+        nargs="+",
+        default=None,
+        help=f"SVM C values (several = a sweep); default: --config's svm_validation_C, else {DEFAULT_C}",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     return parser.parse_args(argv)
@@ -170,6 +194,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(main)

@@ -13,9 +13,8 @@ sequence order.
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -30,7 +29,7 @@ def point_jepa_from_hparams(hparams: dict, source: str) -> PointJepa:
     """``PointJepa`` of a checkpoint's hyper-parameters or a config's ``model:`` section, without SVM
     validation and pretrained weights; keys it does not know are reported and left out."""
     left_out = {"self", "svm_validation", "pretrained_ckpt_path"}
-    accepted = set(inspect.signature(PointJepa.__init__).parameters) - left_out
+    accepted = set(PointJepa.config_keys()) - left_out
     ignored = sorted(k for k in hparams if k not in accepted | left_out and not k.startswith("_"))
     if ignored:
         rank_zero_info(f"{source}: hyper-parameters not used by PointJepa: {', '.join(ignored)}")
@@ -68,6 +67,6 @@ def main(args: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(lambda: print(f"wrote {main()}"))

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from collections.abc import Callable, Iterable
 from functools import partial
-from pathlib import Path
-from typing import Callable, Iterable, get_args
+from typing import get_args
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import yaml
 from jsonargparse import ArgumentParser
 
-from pointjepa.models.classification import PointJepaClassification, VoteMethod, subsample
-from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.api import load_classifier
+from pointjepa.eval._cli_common import parse_data_args, pick_device
+from pointjepa.models.classification import PointJepaClassification, VoteMethod
+from pointjepa.modules.transforms import fps_subsample
 from pointjepa.utils.io import atomic_write
 
 
@@ -57,29 +57,8 @@ def vote(model: PointJepaClassification, points: torch.Tensor) -> torch.Tensor:
     the validation transforms applied once to an FPS subsample from a random start, as in the original."""
     if model.vote_method != "random_start":
         return model.vote_probabilities(points)
-    prepared = model.val_transformations(subsample(points, model.num_points, random=True))
+    prepared = model.val_transformations(fps_subsample(points, model.num_points, random_start=True))
     return model.vote_probabilities(points, prepared)
-
-
-def load_classifier(
-    path: str | os.PathLike,
-    num_classes: int,
-    vote_num: int,
-    device: torch.device,
-    vote_method: VoteMethod = "random_start",
-) -> PointJepaClassification:
-    """A fine-tuned classification checkpoint (ours or the original layout) as an eval-mode model."""
-    checkpoint = load_checkpoint(path)
-    if "state_dict" not in checkpoint or not any(k.startswith("cls_head.") for k in checkpoint["state_dict"]):
-        raise CheckpointError(f"{path}: not a classification checkpoint (no cls_head.* weights)")
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    hparams.update(num_classes=num_classes, vote_num=vote_num, vote_method=vote_method, pretrained_ckpt_path=None)
-    model = PointJepaClassification(**hparams)
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit the model (wrong data set / num_classes?): {err}") from err
-    return model.to(device).eval()
 
 
 def build_parser() -> ArgumentParser:
@@ -112,24 +91,12 @@ def build_parser() -> ArgumentParser:
 
 
 def main(args: list[str] | None = None) -> None:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    config_path = pre.parse_known_args(args)[0].config
     parser = build_parser()
-    if config_path is not None:
-        if not Path(config_path).is_file():
-            parser.error(f"--config {config_path}: file not found")
-        data = (yaml.safe_load(Path(config_path).read_text()) or {}).get("data")
-        if data is None:
-            parser.error(f"--config {config_path}: no data: section")
-        parser.set_defaults(data=data)
-    cfg = parser.parse_args(args)
-    if cfg.data is None:
-        parser.error("give the data module with --config <training config> or --data.class_path ...")
+    cfg = parse_data_args(parser, args)
     if cfg.vote_num < 1 or cfg.vote_iterations < 1:
         parser.error("--vote_num and --vote_iterations must be positive")
     datamodule = parser.instantiate(cfg).data
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = pick_device(cfg.device)
 
     datamodule.setup("validate")
     model = load_classifier(cfg.ckpt, datamodule.num_classes, cfg.vote_num, device, cfg.vote_method)
@@ -153,6 +120,6 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from pointjepa.utils.cli import run_cli
+    from pointjepa.cli import run_cli
 
     run_cli(main)

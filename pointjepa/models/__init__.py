@@ -1,1 +1,1 @@
-"""LightningModules, one per task."""
+"""LightningModules, one per task, on the shared ``base.BackboneModule``."""

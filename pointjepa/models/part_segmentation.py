@@ -4,27 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassAccuracy
 
 from pointjepa.datasets.synsets import SHAPENETPART_NUM_PARTS, SHAPENETPART_PARTS
-from pointjepa.eval.miou import PartSegmentationIoU, part_mask, restricted_argmax
-from pointjepa.modules.backbone import backbone_from_hparams
+from pointjepa.metrics.miou import PartSegmentationIoU, part_mask, restricted_argmax
+from pointjepa.models.base import BackboneModule
+from pointjepa.modules.backbone import backbone_from_hparams, pooled_features
 from pointjepa.modules.feature_propagation import FeaturePropagation
-from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
+from pointjepa.modules.freezing import UnfreezeSchedule, block_indices
 from pointjepa.modules.seg_head import category_embedding, segmentation_head
 from pointjepa.modules.transforms import build_task_transforms
-from pointjepa.utils.optim import warmup_cosine_schedule
-from pointjepa.utils.pretrained import load_backbone
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # points (B, N, 3), category (B,), seg (B, N)
 
 
-class PointJepaPartSegmentation(pl.LightningModule):
+class PointJepaPartSegmentation(BackboneModule):
     """Per-point part labels from a Point-JEPA encoder; the constructor arguments are the config keys.
 
     The hidden states of ``seg_head_fetch_layers`` are layer-normed and averaged per token; their max
@@ -35,7 +31,7 @@ class PointJepaPartSegmentation(pl.LightningModule):
     reaches a new maximum, that epoch's ``val_cat_miou`` is also logged as ``val_cat_miou_at_max_ins_miou``.
 
     Args:
-        tokenizer_*, encoder_*: backbone options, as in pretraining.
+        tokenizer_num_groups: tokens per cloud.
         tokenizer_embedding_dim: mini-PointNet width when it differs from encoder_dim, then projected
             to encoder_dim (256 for Point-BERT weights); null: encoder_dim tokens.
         encoder_qkv_bias: bias on the qkv projection (false for Point-MAE / Point-BERT weights).
@@ -44,14 +40,6 @@ class PointJepaPartSegmentation(pl.LightningModule):
         seg_head_fetch_layers: encoder blocks whose outputs feed the head.
         seg_head_dim: width of the head's first layer (the second is half of it).
         seg_head_dropout: dropout after the head's first layer.
-        learning_rate, optimizer_adamw_weight_decay, lr_scheduler_*: AdamW and warm-up + cosine schedule.
-        pretrained_ckpt_path: backbone weights loaded when fitting starts (pretraining or downstream checkpoint
-            of this project, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT).
-        train_transformations, val_transformations, transformation_*: batched point transforms.
-        transformation_scale_mirror: let ``scale`` also mirror the axes whose symmetry is 1.
-        transformation_per_sample: draw scale, rotation and shift per cloud instead of per batch.
-        fps_random_start_in_eval: FPS (tokenizer, ``subsample``) starts at a random point in eval mode too, as in
-            the original.
         num_classes: number of shape categories K (linked from the data module by the CLI).
         num_seg_classes: number of parts P (linked from the data module).
         category_to_parts: category name -> its part ids, categories in label order (linked from the
@@ -61,66 +49,33 @@ class PointJepaPartSegmentation(pl.LightningModule):
     LABEL_EMBEDDING_DIM = 64
     UPSAMPLING_DIM = 384
 
+    summary_metrics = ("val_acc", "val_macc", "val_ins_miou", "val_cat_miou")
+
     def __init__(
         self,
         tokenizer_num_groups: int = 128,
-        tokenizer_group_size: int = 32,
-        tokenizer_group_radius: float | None = None,
         tokenizer_embedding_dim: int | None = None,
-        encoder_dim: int = 384,
-        encoder_depth: int = 12,
-        encoder_heads: int = 6,
-        encoder_dropout: float = 0.0,
-        encoder_attention_dropout: float = 0.0,
-        encoder_drop_path_rate: float = 0.2,
-        encoder_add_pos_at_every_layer: bool = True,
         encoder_qkv_bias: bool = True,
         encoder_unfreeze_epoch: int = 0,
         seg_head_fetch_layers: list[int] = [3, 7, 11],
         seg_head_dim: int = 512,
         seg_head_dropout: float = 0.5,
-        learning_rate: float = 1e-3,
-        optimizer_adamw_weight_decay: float = 0.05,
-        lr_scheduler_linear_warmup_epochs: int = 10,
-        lr_scheduler_linear_warmup_start_lr: float = 1e-6,
-        lr_scheduler_cosine_eta_min: float = 1e-6,
-        pretrained_ckpt_path: str | None = None,
-        train_transformations: list[str] = ["center", "unit_sphere"],
-        val_transformations: list[str] = ["center", "unit_sphere"],
-        transformation_scale_min: float = 0.8,
-        transformation_scale_max: float = 1.2,
-        transformation_scale_symmetries: tuple[int, int, int] = (1, 0, 1),
-        transformation_rotate_dims: list[int] = [1],
-        transformation_rotate_degs: float | None = None,
-        transformation_translate: float = 0.2,
-        transformation_height_normalize_dim: int = 1,
-        transformation_scale_mirror: bool = False,
-        transformation_per_sample: bool = False,
-        fps_random_start_in_eval: bool = False,
         num_classes: int = 16,
         num_seg_classes: int = SHAPENETPART_NUM_PARTS,
         category_to_parts: dict[str, list[int]] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(tokenizer_num_groups=tokenizer_num_groups, **kwargs)
         parts_table = dict(SHAPENETPART_PARTS if category_to_parts is None else category_to_parts)
         if len(parts_table) != num_classes:
             raise ValueError(
                 f"category_to_parts: expected one entry per category (num_classes={num_classes}), "
                 f"got {len(parts_table)}: {list(parts_table)}"
             )
-        bad_layers = [i for i in seg_head_fetch_layers if not -encoder_depth <= i < encoder_depth]
-        if not seg_head_fetch_layers or bad_layers:
-            raise ValueError(
-                f"seg_head_fetch_layers: expected block indices in [0, {encoder_depth}), "
-                f"got {list(seg_head_fetch_layers)}"
-            )
+        depth = self.encoder_depth
+        self.fetch_layers = block_indices(seg_head_fetch_layers, depth, "seg_head_fetch_layers", allow_empty=False)
         self.num_classes, self.num_seg_classes = num_classes, num_seg_classes
-        self.fetch_layers = list(seg_head_fetch_layers)
-        self.schedule = UnfreezeSchedule(depth=encoder_depth, encoder_unfreeze_epoch=encoder_unfreeze_epoch)
-        self._trainable: Trainable | None = None
-        self.pretrained_ckpt_path = pretrained_ckpt_path
-        self._pretrained_loaded = False
+        self.unfreeze_schedule = UnfreezeSchedule(depth, encoder_unfreeze_epoch=encoder_unfreeze_epoch)
         self.max_val_ins_miou = 0.0
 
         self.train_transformations, self.val_transformations = build_task_transforms(self.hparams)
@@ -129,8 +84,8 @@ class PointJepaPartSegmentation(pl.LightningModule):
         self.positional_encoding = backbone.positional_encoding
         self.encoder = backbone.encoder
         self.label_embedding = category_embedding(num_classes, self.LABEL_EMBEDDING_DIM)
-        self.upsampling = FeaturePropagation(encoder_dim + 3, [self.UPSAMPLING_DIM, self.UPSAMPLING_DIM])
-        head_in = 2 * encoder_dim + self.LABEL_EMBEDDING_DIM + self.UPSAMPLING_DIM
+        self.upsampling = FeaturePropagation(self.encoder_dim + 3, [self.UPSAMPLING_DIM, self.UPSAMPLING_DIM])
+        head_in = 2 * self.encoder_dim + self.LABEL_EMBEDDING_DIM + self.UPSAMPLING_DIM
         self.seg_head = segmentation_head(head_in, seg_head_dim, seg_head_dropout, num_seg_classes)
         self.register_buffer("part_mask", part_mask(parts_table, num_seg_classes), persistent=False)
 
@@ -146,9 +101,7 @@ class PointJepaPartSegmentation(pl.LightningModule):
         fetched = [output.hidden_states[i] for i in self.fetch_layers]
         token_features = torch.stack([F.layer_norm(h, h.shape[-1:]) for h in fetched]).mean(0)  # (B, T, C)
         one_hot = F.one_hot(category, self.num_classes).to(token_features.dtype)
-        global_feature = torch.cat(
-            [token_features.max(dim=1).values, token_features.mean(dim=1), self.label_embedding(one_hot)], dim=-1
-        )  # (B, 2C + L)
+        global_feature = torch.cat([pooled_features(token_features), self.label_embedding(one_hot)], dim=-1)  # 2C + L
         x = self.upsampling(points, centers, points, token_features)  # (B, N, U)
         x = torch.cat([x, global_feature.unsqueeze(1).expand(-1, points.shape[1], -1).to(x.dtype)], dim=-1)
         logits = self.seg_head(x.transpose(1, 2)).transpose(1, 2)  # (B, N, P)
@@ -157,28 +110,6 @@ class PointJepaPartSegmentation(pl.LightningModule):
     def predict_parts(self, log_probs: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
         """(B, N, P) log-probabilities, (B,) categories -> (B, N) part ids among the category's parts."""
         return restricted_argmax(log_probs, category, self.part_mask)
-
-    # ---- weights and freezing --------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.pretrained_ckpt_path is not None and not self._pretrained_loaded:
-            load_backbone(self, self.pretrained_ckpt_path)
-            self._pretrained_loaded = True
-
-    def on_fit_start(self) -> None:
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                for name in ("val_acc", "val_macc", "val_ins_miou", "val_cat_miou"):
-                    logger.experiment.define_metric(name, summary="last,max")
-
-    def on_train_epoch_start(self) -> None:
-        trainable = self.schedule.trainable(self.current_epoch, self.trainer.max_epochs or 1)
-        if trainable != self._trainable:
-            apply_trainable(trainable, self.tokenizer, self.positional_encoding, self.encoder.blocks, self.encoder.norm)
-            unfreeze_epoch = self.schedule.encoder_unfreeze_epoch
-            if unfreeze_epoch > 0:
-                state = "trains" if trainable.encoder_norm else f"frozen until epoch {unfreeze_epoch}"
-                rank_zero_info(f"epoch {self.current_epoch}: encoder {state}")
-            self._trainable = trainable
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         points, category, seg = batch
@@ -231,17 +162,3 @@ class PointJepaPartSegmentation(pl.LightningModule):
         """-> (B, N) predicted part ids (among each shape's category parts)."""
         points, category = batch[0], batch[1]
         return self.predict_parts(self(self.val_transformations(points), category), category)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.learning_rate, weight_decay=hp.optimizer_adamw_weight_decay
-        )
-        scheduler = warmup_cosine_schedule(
-            optimizer,
-            warmup_epochs=hp.lr_scheduler_linear_warmup_epochs,
-            max_epochs=self.trainer.max_epochs,
-            warmup_start_lr=hp.lr_scheduler_linear_warmup_start_lr,
-            eta_min=hp.lr_scheduler_cosine_eta_min,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from pointjepa.eval.features import extract_features, linear_svm_accuracy
+from pointjepa.metrics.collapse import token_std
+from pointjepa.metrics.svm import svm_probe
+from pointjepa.models.base import BackboneModule
 from pointjepa.modules.backbone import backbone_from_hparams, pooled_features
 from pointjepa.modules.ema import EMA
+from pointjepa.modules.freezing import block_indices
 from pointjepa.modules.normalize import NormKind, normalize
 from pointjepa.modules.predictor import TransformerPredictor
 from pointjepa.modules.samplers import (
@@ -27,29 +30,64 @@ from pointjepa.modules.samplers import (
 from pointjepa.modules.sequencer import PointSequencer, SequenceMethod
 from pointjepa.modules.transforms import build_task_transforms
 from pointjepa.utils.checkpoint import drop_original_extras, load_checkpoint, reset_nan_batchnorm_stats
-from pointjepa.utils.optim import warmup_cosine_schedule
+from pointjepa.utils.options import check_choice
+
+Loss = Literal["smooth_l1", "mse"]
+LayerPart = Literal["final", "ffn"]
+LOSSES: tuple[str, ...] = get_args(Loss)
+LAYER_PARTS: tuple[str, ...] = get_args(LayerPart)
 
 
-def token_std(tokens: torch.Tensor) -> torch.Tensor:
-    """(..., C) -> std of every channel over all tokens of the batch, averaged: a collapse warning."""
-    return tokens.reshape(-1, tokens.shape[-1]).float().std(0).mean()
+class PointJepa(BackboneModule):
+    """Point-JEPA pretraining; the constructor arguments are the original config keys.
 
+    Points (B, N, 3) are transformed, tokenized and put in sequence; from the student's encoding of a context
+    block, the predictor predicts the features of target blocks that the teacher (an EMA of the student) gives.
 
-class PointJepa(pl.LightningModule):
-    """Point-JEPA pretraining module; the constructor arguments are the config keys (SPEC §8)."""
+    Args:
+        encoder_attention_dropout: dropout on the encoder's attention weights.
+        encoder_drop_path_rate: stochastic depth of the last encoder block (rising linearly from 0).
+        lr_scheduler_linear_warmup_epochs: linear warm-up epochs before the cosine decay.
+        lr_scheduler_linear_warmup_start_lr: learning rate at the first warm-up epoch.
+        train_transformations: transforms of training clouds.
+        val_transformations: transforms of evaluation clouds (and of the features ``embed`` gives).
+        predictor_embed_dim: predictor width D.
+        predictor_depth: predictor blocks.
+        predictor_heads: predictor attention heads.
+        predictor_mlp_ratio: predictor MLP hidden width / D.
+        predictor_drop_out: dropout in the predictor blocks.
+        predictor_attention_dropout: dropout on the predictor's attention weights.
+        predictor_drop_path_rate: stochastic depth of every predictor block.
+        predictor_add_target_pos: give context tokens their positional embedding in the predictor (else zeros).
+        predictor_add_pos_at_every_layer: add positions before every predictor block.
+        token_seq_method: token order: ``iterative_nearest``, ``iterative_nearest_min_start`` or ``morton``.
+        target_sample_method: target blocks as ``contiguous`` runs of the sequence or ``random`` subsets.
+        num_targets_per_sample: target blocks M per cloud.
+        target_sample_ratio: [min, max] of the share of tokens in each target block (drawn once per step).
+        context_sample_method: of the tokens in no target block, a ``contiguous`` run, ``random`` ones or the ``rest``.
+        context_sample_ratio: [min, max] of the share of those tokens in the context (null with ``rest``).
+        target_layers: teacher blocks whose outputs, averaged, are the targets.
+        target_layer_part: ``final`` (block outputs) or ``ffn`` (MLP outputs).
+        target_layer_norm: normalisation of each chosen layer: layer, instance, group, batch or null.
+        target_norm: normalisation of their average (same choices).
+        ema_tau_min: teacher EMA decay at the first step (null: 0).
+        ema_tau_max: teacher EMA decay at the end of the ramp (null: 1).
+        ema_tau_epochs: length of the linear decay ramp in epochs.
+        loss: ``smooth_l1`` or ``mse`` between predictions and targets.
+        loss_beta: the smooth L1 loss's beta.
+        transformation_subsample_points: points kept by the ``subsample`` transform.
+        svm_validation: name -> data module to log ``svm_train_acc_<name>``, ``svm_val_acc_<name>`` of (not saved).
+        svm_validation_C: the SVM's C.
+        fix_estimated_stepping_batches: the optimizer steps the run must have (checked when fitting starts).
+    """
+
+    hparams_ignore = ("svm_validation",)
+    fused_adamw = True
 
     def __init__(
         self,
-        tokenizer_num_groups: int = 64,
-        tokenizer_group_size: int = 32,
-        tokenizer_group_radius: float | None = None,
-        encoder_dim: int = 384,
-        encoder_depth: int = 12,
-        encoder_heads: int = 6,
-        encoder_dropout: float = 0.0,
         encoder_attention_dropout: float = 0.05,
         encoder_drop_path_rate: float = 0.25,
-        encoder_add_pos_at_every_layer: bool = True,
         predictor_embed_dim: int = 192,
         predictor_depth: int = 6,
         predictor_heads: int = 6,
@@ -66,55 +104,55 @@ class PointJepa(pl.LightningModule):
         context_sample_method: ContextMethod = "contiguous",
         context_sample_ratio: tuple[float, float] | None = (0.4, 0.75),
         target_layers: list[int] = [11],
-        target_layer_part: Literal["final", "ffn"] = "final",
+        target_layer_part: LayerPart = "final",
         target_layer_norm: NormKind | None = "layer",
         target_norm: NormKind | None = None,
         ema_tau_min: float | None = 0.9995,
         ema_tau_max: float | None = 0.99999,
         ema_tau_epochs: int = 500,
-        loss: Literal["smooth_l1", "mse"] = "smooth_l1",
+        loss: Loss = "smooth_l1",
         loss_beta: float = 2.0,
-        learning_rate: float = 1e-3,
-        optimizer_adamw_weight_decay: float = 0.05,
         lr_scheduler_linear_warmup_epochs: int = 30,
         lr_scheduler_linear_warmup_start_lr: float = 1e-5,
-        lr_scheduler_cosine_eta_min: float = 1e-6,
         train_transformations: list[str] = ["subsample", "scale", "center", "unit_sphere", "rotate"],
         val_transformations: list[str] = ["subsample", "center", "unit_sphere"],
         transformation_subsample_points: int = 1024,
-        transformation_scale_min: float = 0.8,
-        transformation_scale_max: float = 1.2,
-        transformation_scale_symmetries: tuple[int, int, int] = (1, 0, 1),
-        transformation_rotate_dims: list[int] = [1],
-        transformation_rotate_degs: float | None = None,
-        transformation_translate: float = 0.2,
-        transformation_height_normalize_dim: int = 1,
-        transformation_scale_mirror: bool = False,
-        transformation_per_sample: bool = False,
-        fps_random_start_in_eval: bool = False,
         svm_validation: dict[str, pl.LightningDataModule] = {},
         svm_validation_C: float = 0.012,
         fix_estimated_stepping_batches: int | None = None,
-        pretrained_ckpt_path: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["svm_validation"])
-        self._check_options()
-
-        self.train_transformations, self.val_transformations = build_task_transforms(
-            self.hparams, transformation_subsample_points
+        super().__init__(
+            encoder_attention_dropout=encoder_attention_dropout,
+            encoder_drop_path_rate=encoder_drop_path_rate,
+            lr_scheduler_linear_warmup_epochs=lr_scheduler_linear_warmup_epochs,
+            lr_scheduler_linear_warmup_start_lr=lr_scheduler_linear_warmup_start_lr,
+            train_transformations=train_transformations,
+            val_transformations=val_transformations,
+            **kwargs,
         )
+        self.num_targets = num_targets_per_sample
+        self.target_method, self.context_method = target_sample_method, context_sample_method
+        self.target_ratio = check_ratio_range(target_sample_ratio, "target_sample_ratio")
+        self.context_ratio = (
+            None if context_sample_ratio is None else check_ratio_range(context_sample_ratio, "context_sample_ratio")
+        )
+        self.target_layers = block_indices(target_layers, self.encoder_depth, "target_layers", allow_empty=False)
+        self.target_layer_part, self.target_layer_norm = target_layer_part, target_layer_norm
+        self.target_norm, self.ema_tau_epochs = target_norm, ema_tau_epochs
+        self.fix_estimated_stepping_batches, self.svm_C = fix_estimated_stepping_batches, svm_validation_C
+        self._check_options(loss)
+
+        transforms = build_task_transforms(self.hparams, transformation_subsample_points)
+        self.train_transformations, self.val_transformations = transforms
         backbone = backbone_from_hparams(self.hparams)
         self.positional_encoding = backbone.positional_encoding
         self.tokenizer = backbone.tokenizer
         self.student = backbone.encoder
-        self.teacher = EMA(
-            self.student,
-            tau_min=0.0 if ema_tau_min is None else ema_tau_min,
-            tau_max=1.0 if ema_tau_max is None else ema_tau_max,
-        )
+        tau_min, tau_max = 0.0 if ema_tau_min is None else ema_tau_min, 1.0 if ema_tau_max is None else ema_tau_max
+        self.teacher = EMA(self.student, tau_min=tau_min, tau_max=tau_max)
         self.predictor = TransformerPredictor(
-            embed_dim=encoder_dim,
+            embed_dim=self.encoder_dim,
             predictor_embed_dim=predictor_embed_dim,
             depth=predictor_depth,
             num_heads=predictor_heads,
@@ -128,47 +166,24 @@ class PointJepa(pl.LightningModule):
         self.sequencer = PointSequencer(token_seq_method)
         self.loss_func: nn.Module = nn.SmoothL1Loss(beta=loss_beta) if loss == "smooth_l1" else nn.MSELoss()
         self.svm_validation = dict(svm_validation)
-        self.target_ratio = check_ratio_range(target_sample_ratio, "target_sample_ratio")
-        self.context_ratio = (
-            None if context_sample_ratio is None else check_ratio_range(context_sample_ratio, "context_sample_ratio")
-        )
         self.mask_generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
 
-        if pretrained_ckpt_path is not None:
-            self.load_pretrained(pretrained_ckpt_path)
-
-    def _check_options(self) -> None:
-        hp = self.hparams
-        if hp.loss not in ("smooth_l1", "mse"):
-            raise ValueError(f"loss: expected 'smooth_l1' or 'mse', got {hp.loss!r}")
-        if hp.target_sample_method not in TARGET_METHODS:
-            raise ValueError(f"target_sample_method: expected one of {list(TARGET_METHODS)}, got {hp.target_sample_method!r}")
-        if hp.context_sample_method not in CONTEXT_METHODS:
+    def _check_options(self, loss: str) -> None:
+        check_choice("loss", loss, LOSSES)
+        check_choice("target_sample_method", self.target_method, TARGET_METHODS)
+        check_choice("context_sample_method", self.context_method, CONTEXT_METHODS)
+        check_choice("target_layer_part", self.target_layer_part, LAYER_PARTS)
+        if self.context_method != "rest" and self.context_ratio is None:
+            raise ValueError(f"context_sample_ratio must be set for context_sample_method={self.context_method!r}")
+        if self.num_targets < 1:
+            raise ValueError(f"num_targets_per_sample: expected >= 1, got {self.num_targets}")
+        block = max(1, int(self.target_ratio[1] * self.num_tokens))
+        if self.num_targets * block >= self.num_tokens:
             raise ValueError(
-                f"context_sample_method: expected one of {list(CONTEXT_METHODS)}, got {hp.context_sample_method!r}"
+                f"num_targets_per_sample={self.num_targets} target blocks of up to {block} of the {self.num_tokens} "
+                f"tokens (target_sample_ratio max {self.target_ratio[1]}) can cover every token and leave no context: "
+                "lower one of them"
             )
-        if hp.context_sample_method != "rest" and hp.context_sample_ratio is None:
-            raise ValueError(f"context_sample_ratio must be set for context_sample_method={hp.context_sample_method!r}")
-        if hp.target_layer_part not in ("final", "ffn"):
-            raise ValueError(f"target_layer_part: expected 'final' or 'ffn', got {hp.target_layer_part!r}")
-        bad_layers = [i for i in hp.target_layers if not -hp.encoder_depth <= i < hp.encoder_depth]
-        if not hp.target_layers or bad_layers:
-            raise ValueError(
-                f"target_layers: expected block indices in [0, {hp.encoder_depth}), got {list(hp.target_layers)}"
-            )
-        if hp.num_targets_per_sample < 1:
-            raise ValueError(f"num_targets_per_sample: expected >= 1, got {hp.num_targets_per_sample}")
-        block = max(1, int(hp.target_sample_ratio[1] * hp.tokenizer_num_groups))
-        if hp.num_targets_per_sample * block >= hp.tokenizer_num_groups:
-            raise ValueError(
-                f"num_targets_per_sample={hp.num_targets_per_sample} target blocks of up to {block} of the "
-                f"{hp.tokenizer_num_groups} tokens (target_sample_ratio max {hp.target_sample_ratio[1]}) can cover "
-                "every token and leave no context: lower one of them"
-            )
-        for option in ("ema_tau_min", "ema_tau_max"):
-            value = hp[option]
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{option}: expected a value in [0, 1], got {value}")
 
     def load_pretrained(self, path: str) -> None:
         """Load weights (not optimizer state) from a pretraining checkpoint, ours or the original layout.
@@ -187,60 +202,56 @@ class PointJepa(pl.LightningModule):
             "teacher restarted as a copy of the student"
         )
 
-    # ---- hooks -----------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        super().setup(stage)
+        for datamodule in self.svm_validation.values():
+            datamodule.setup("fit")
         if stage == "fit":
             trainer = self.trainer
             max_epochs = trainer.max_epochs
             if max_epochs is None or max_epochs < 1:
                 raise ValueError("trainer.max_epochs must be set (>= 1): the EMA and LR schedules are defined over it")
-            total_steps = self.hparams.fix_estimated_stepping_batches or trainer.estimated_stepping_batches
-            self.teacher.tau_steps = total_steps * (self.hparams.ema_tau_epochs / max_epochs)
-        for datamodule in self.svm_validation.values():
-            datamodule.setup("fit")
+            total_steps = trainer.estimated_stepping_batches
+            if self.fix_estimated_stepping_batches not in (None, total_steps):
+                raise ValueError(
+                    f"fix_estimated_stepping_batches={self.fix_estimated_stepping_batches} differs from the "
+                    f"trainer's {total_steps} estimated steps"
+                )
+            self.teacher.tau_steps = total_steps * (self.ema_tau_epochs / max_epochs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mask_generator_state"] = self.mask_generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         checkpoint["state_dict"] = drop_original_extras(checkpoint["state_dict"])
         if "mask_generator_state" in checkpoint:
             self.mask_generator.set_state(checkpoint["mask_generator_state"])
 
-    # ---- the JEPA step ---------------------------------------------------------------------------------
     @torch.no_grad()
     def targets(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Teacher features of all tokens: (B, T, C) tokens and positions -> (B, T, C) targets."""
-        hp = self.hparams
-        output = self.teacher(
-            tokens, pos, return_hidden_states=hp.target_layer_part == "final", return_ffns=hp.target_layer_part == "ffn"
-        )
-        layers = output.hidden_states if hp.target_layer_part == "final" else output.ffns
-        chosen = [normalize(layers[i], hp.target_layer_norm) for i in hp.target_layers]
-        return normalize(torch.stack(chosen).mean(0), hp.target_norm)
+        final = self.target_layer_part == "final"
+        output = self.teacher(tokens, pos, return_hidden_states=final, return_ffns=not final)
+        layers = output.hidden_states if final else output.ffns
+        chosen = [normalize(layers[i], self.target_layer_norm) for i in self.target_layers]
+        return normalize(torch.stack(chosen).mean(0), self.target_norm)
 
     def jepa_step(self, points: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """points (B, N, 3) -> predictions and targets, both (B, M, k, C)."""
-        hp = self.hparams
         tokens, centers = self.tokenizer(points)
         tokens, centers = self.sequencer(tokens, centers)
         pos = self.positional_encoding(centers)
         targets = self.targets(tokens, pos)
 
         num_tokens = tokens.shape[1]
-        target_positions = sample_targets(
-            num_tokens, hp.num_targets_per_sample, self.target_ratio, hp.target_sample_method, generator
-        )
-        context_positions = sample_context(
-            num_tokens, target_positions, self.context_ratio, hp.context_sample_method, generator
-        )
-        context = self.student(gather_tokens(tokens, context_positions), gather_tokens(pos, context_positions))
+        targets_at = sample_targets(num_tokens, self.num_targets, self.target_ratio, self.target_method, generator)
+        context_at = sample_context(num_tokens, targets_at, self.context_ratio, self.context_method, generator)
+        context = self.student(gather_tokens(tokens, context_at), gather_tokens(pos, context_at))
         predictions = self.predictor(
-            context.last_hidden_state,
-            gather_tokens(centers, context_positions),
-            gather_tokens(centers, target_positions),
+            context.last_hidden_state, gather_tokens(centers, context_at), gather_tokens(centers, targets_at)
         )
-        return predictions, gather_tokens(targets, target_positions)
+        return predictions, gather_tokens(targets, targets_at)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         points = self.train_transformations(batch[0])
@@ -261,58 +272,27 @@ class PointJepa(pl.LightningModule):
         self.log("val_pred_std", token_std(predictions), sync_dist=True)
         self.log("val_target_std", token_std(targets), sync_dist=True)
 
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        for name, datamodule in self.svm_validation.items():
-            accuracies = torch.zeros(2, device=self.device)
-            if self.trainer.is_global_zero:
-                accuracies = torch.tensor(self.svm_accuracy(datamodule), device=self.device)
-            accuracies = self.trainer.strategy.broadcast(accuracies, src=0)
-            self.log(f"svm_train_acc_{name}", accuracies[0], sync_dist=True)  # the same on every rank
-            self.log(f"svm_val_acc_{name}", accuracies[1], sync_dist=True, prog_bar=True)
-
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.log("ema_decay", self.teacher.update(self.student))
 
-    # ---- features and SVM ------------------------------------------------------------------------------
+    def optimizer_parameters(self) -> list[torch.Tensor]:
+        """The trainable parameters: not the teacher's."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     @torch.no_grad()
     def embed(self, points: torch.Tensor) -> torch.Tensor:
         """points (B, N, 3) -> student features (B, 2C): max and mean over tokens, val transforms applied."""
         tokens, centers = self.tokenizer(self.val_transformations(points))
         return pooled_features(self.student(tokens, self.positional_encoding(centers)).last_hidden_state)
 
-    def svm_accuracy(self, datamodule: pl.LightningDataModule) -> tuple[float, float]:
-        """Linear SVM on student features of ``datamodule``'s train and val splits -> (train acc, val acc)."""
-        was_training = self.training
-        self.eval()
-        try:
-            x_train, y_train = extract_features(self.embed, datamodule.train_dataloader(), self.device)
-            x_val, y_val = extract_features(self.embed, datamodule.val_dataloader(), self.device)
-        finally:
-            self.train(was_training)
-        return linear_svm_accuracy(x_train, y_train, x_val, y_val, C=self.hparams.svm_validation_C)
-
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        trainer = self.trainer
-        if hp.fix_estimated_stepping_batches is not None and trainer.estimated_stepping_batches != hp.fix_estimated_stepping_batches:
-            raise ValueError(
-                f"fix_estimated_stepping_batches={hp.fix_estimated_stepping_batches} differs from the trainer's "
-                f"{trainer.estimated_stepping_batches} estimated steps"
-            )
-        optimizer = torch.optim.AdamW(
-            (p for p in self.parameters() if p.requires_grad),
-            lr=hp.learning_rate,
-            weight_decay=hp.optimizer_adamw_weight_decay,
-            fused=self.device.type == "cuda",
-        )
-        scheduler = warmup_cosine_schedule(
-            optimizer,
-            warmup_epochs=hp.lr_scheduler_linear_warmup_epochs,
-            max_epochs=trainer.max_epochs,
-            warmup_start_lr=hp.lr_scheduler_linear_warmup_start_lr,
-            eta_min=hp.lr_scheduler_cosine_eta_min,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def on_validation_epoch_end(self) -> None:
+        """SVM validation: logs ``svm_train_acc_<name>`` and ``svm_val_acc_<name>`` of ``svm_probe`` for each
+        ``svm_validation`` data module; the first process fits the SVMs, the others get its accuracies."""
+        if self.trainer.sanity_checking:
+            return
+        for name, datamodule in self.svm_validation.items():
+            accuracies = svm_probe(self.embed, datamodule, self.device, self.svm_C) if self.global_rank == 0 else None
+            train_acc, val_acc = self.trainer.strategy.broadcast(accuracies, src=0)
+            self.log(f"svm_train_acc_{name}", train_acc, sync_dist=True)  # the same on every rank
+            self.log(f"svm_val_acc_{name}", val_acc, sync_dist=True, prog_bar=True)

@@ -36,7 +36,9 @@ class EMA(nn.Module):
         tau_steps: length of the linear ramp in optimizer steps.
     """
 
-    def __init__(self, model: nn.Module, tau_min: float = 0.9995, tau_max: float = 0.99999, tau_steps: float = 0) -> None:
+    def __init__(
+        self, model: nn.Module, tau_min: float = 0.9995, tau_max: float = 0.99999, tau_steps: float = 0
+    ) -> None:
         super().__init__()
         if not 0.0 <= tau_min <= 1.0 or not 0.0 <= tau_max <= 1.0:
             raise ValueError(f"ema_tau_min / ema_tau_max: expected values in [0, 1], got {tau_min} and {tau_max}")
@@ -46,7 +48,7 @@ class EMA(nn.Module):
         self.tau_max = tau_max
         self.tau_steps = tau_steps
 
-    def train(self, mode: bool = True) -> "EMA":
+    def train(self, mode: bool = True) -> EMA:
         super().train(mode)
         self.ema_model.eval()
         return self

@@ -6,8 +6,8 @@ idempotent, so a resumed run ends up in the same state as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
@@ -21,17 +21,28 @@ class Trainable:
     encoder_blocks: frozenset[int]
     encoder_norm: bool
 
+    def __str__(self) -> str:
+        return (
+            f"tokenizer={self.tokenizer}, positional_encoding={self.positional_encoding}, "
+            f"encoder blocks {sorted(self.encoder_blocks) or 'none'}, encoder norm={self.encoder_norm}"
+        )
 
-def _block_indices(layers: Sequence[int], depth: int, option: str) -> list[int]:
-    bad = [i for i in layers if not -depth <= i < depth]
-    if bad:
-        raise ValueError(f"{option}: expected encoder block indices in [-{depth}, {depth}), got {list(layers)}")
+
+def block_indices(layers: Sequence[int], depth: int, option: str, allow_empty: bool = True) -> list[int]:
+    """Encoder block indices of option ``option`` (negative ones count from the end) -> the same in [0, depth).
+
+    Raises a ``ValueError`` naming ``option`` when one is out of range, or when there are none and
+    ``allow_empty`` is false.
+    """
+    if any(not -depth <= i < depth for i in layers) or not (layers or allow_empty):
+        some = "" if allow_empty else "one or more "
+        raise ValueError(f"{option}: expected {some}encoder block indices in [-{depth}, {depth}), got {list(layers)}")
     return [i % depth for i in layers]
 
 
 @dataclass(frozen=True)
 class UnfreezeSchedule:
-    """The original's freezing options (SPEC §5).
+    """The original's options for freezing and unfreezing the encoder, tokenizer and positional encoding.
 
     Args:
         depth: number of encoder blocks.
@@ -68,7 +79,7 @@ class UnfreezeSchedule:
         for option in ("encoder_freeze_layers", "encoder_unfreeze_layers"):
             layers = getattr(self, option)
             if layers is not None:
-                _block_indices(layers, self.depth, option)
+                block_indices(layers, self.depth, option)
 
     def stepwise_interval(self, num_blocks: int, max_epochs: int) -> int:
         """Epochs between two stepwise steps: the original's ``int(epochs / (blocks / blocks_per_step))``,
@@ -81,7 +92,7 @@ class UnfreezeSchedule:
         if epoch < self.encoder_unfreeze_epoch:
             return set(), False
         if self.encoder_unfreeze_layers is not None:
-            order = _block_indices(self.encoder_unfreeze_layers, self.depth, "encoder_unfreeze_layers")
+            order = block_indices(self.encoder_unfreeze_layers, self.depth, "encoder_unfreeze_layers")
         else:
             order = list(range(self.depth))
         if not self.encoder_unfreeze_stepwise:
@@ -94,7 +105,7 @@ class UnfreezeSchedule:
         """What trains in ``epoch`` of a run of ``max_epochs``."""
         unfrozen, whole_encoder = self._unfrozen_blocks(epoch, max_epochs)
         if self.encoder_freeze_layers is not None:
-            frozen = set(_block_indices(self.encoder_freeze_layers, self.depth, "encoder_freeze_layers"))
+            frozen = set(block_indices(self.encoder_freeze_layers, self.depth, "encoder_freeze_layers"))
         else:
             frozen = set(range(self.depth))
         if whole_encoder:
@@ -107,12 +118,11 @@ class UnfreezeSchedule:
         )
 
 
-def apply_trainable(
-    trainable: Trainable, tokenizer: nn.Module, positional_encoding: nn.Module, blocks: nn.ModuleList, norm: nn.Module
-) -> None:
-    """Set ``requires_grad`` of the backbone parts as ``trainable`` says."""
-    tokenizer.requires_grad_(trainable.tokenizer)
-    positional_encoding.requires_grad_(trainable.positional_encoding)
-    for i, block in enumerate(blocks):
+def apply_trainable(trainable: Trainable, backbone: nn.Module) -> None:
+    """Set ``requires_grad`` of a module's ``tokenizer``, ``positional_encoding`` and ``encoder`` (its ``blocks``
+    and final ``norm``) as ``trainable`` says."""
+    backbone.tokenizer.requires_grad_(trainable.tokenizer)
+    backbone.positional_encoding.requires_grad_(trainable.positional_encoding)
+    for i, block in enumerate(backbone.encoder.blocks):
         block.requires_grad_(i in trainable.encoder_blocks)
-    norm.requires_grad_(trainable.encoder_norm)
+    backbone.encoder.norm.requires_grad_(trainable.encoder_norm)

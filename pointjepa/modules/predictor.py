@@ -64,7 +64,9 @@ class TransformerPredictor(nn.Module):
         )
         self.add_target_pos = add_target_pos
 
-    def forward(self, context: torch.Tensor, context_centers: torch.Tensor, target_centers: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, context: torch.Tensor, context_centers: torch.Tensor, target_centers: torch.Tensor
+    ) -> torch.Tensor:
         """context (B, N, C), context_centers (B, N, 3), target_centers (B, M, K, 3) -> predictions (B, M, K, C).
 
         The M target blocks are predicted in one call: each (sample, block) pair is one row of the batch.

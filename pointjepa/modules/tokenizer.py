@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
 from torch import nn
 
-from pointjepa.ops import ball_query, farthest_point_sample, gather_points, knn
 from pointjepa.modules.pointnet import PointNetEncoder
+from pointjepa.ops import ball_query, farthest_point_sample, gather_points, knn
 
 
 class PointcloudGrouping(nn.Module):
@@ -105,6 +107,16 @@ class PointcloudTokenizer(nn.Module):
     @random_start_in_eval.setter
     def random_start_in_eval(self, value: bool) -> None:
         self.grouping.random_start_in_eval = value
+
+    @contextmanager
+    def random_start(self, enabled: bool = True) -> Iterator[None]:
+        """Within the block, FPS starts at a random point in eval mode too (when ``enabled``)."""
+        previous = self.random_start_in_eval
+        self.random_start_in_eval = previous or enabled
+        try:
+            yield
+        finally:
+            self.random_start_in_eval = previous
 
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """points (B, N, 3) -> tokens (B, T, C), centers (B, T, 3)."""

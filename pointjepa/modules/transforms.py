@@ -7,7 +7,8 @@ shift), or one per cloud with ``per_sample``; draws use the global torch generat
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +21,18 @@ TRANSFORM_NAMES = ("subsample", "scale", "center", "unit_sphere", "rotate", "tra
 def _num_draws(points: torch.Tensor, per_sample: bool) -> int:
     """How many independent draws a random transform makes for ``points`` (B, N, 3): B or 1."""
     return points.shape[0] if per_sample else 1
+
+
+def fps_subsample(
+    points: torch.Tensor, num_points: int, random_start: bool, option: str = "num_points"
+) -> torch.Tensor:
+    """points (B, N, 3) -> (B, num_points, 3) by farthest point sampling from a random start point or from
+    the first one; clouds of exactly ``num_points`` pass unchanged. ``option`` names the setting in errors."""
+    if points.shape[1] < num_points:
+        raise ValueError(f"{option}={num_points}, but the point clouds have only {points.shape[1]} points")
+    if points.shape[1] == num_points:
+        return points
+    return farthest_point_sample(points, num_points, random_start=random_start)[0]
 
 
 class Subsample(nn.Module):
@@ -39,15 +52,8 @@ class Subsample(nn.Module):
         self.random_start_in_eval = random_start_in_eval
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        if points.shape[1] < self.num_points:
-            raise ValueError(
-                f"transformation_subsample_points={self.num_points}, "
-                f"but the point clouds have only {points.shape[1]} points"
-            )
-        if points.shape[1] == self.num_points:
-            return points
         random_start = self.training or self.random_start_in_eval
-        return farthest_point_sample(points, self.num_points, random_start=random_start)[0]
+        return fps_subsample(points, self.num_points, random_start, option="transformation_subsample_points")
 
 
 class Scale(nn.Module):
@@ -234,8 +240,12 @@ def transform_kwargs(hparams: Mapping[str, Any], subsample_points: int = 1024) -
     )
 
 
-def build_task_transforms(hparams: Mapping[str, Any], subsample_points: int = 1024) -> tuple[nn.Sequential, nn.Sequential]:
+def build_task_transforms(
+    hparams: Mapping[str, Any], subsample_points: int = 1024
+) -> tuple[nn.Sequential, nn.Sequential]:
     """(train, val) transforms from a task's ``train_transformations``/``val_transformations`` and
     ``transformation_*`` config keys; ``subsample_points`` sizes the ``subsample`` transform."""
     args = transform_kwargs(hparams, subsample_points)
-    return build_transforms(hparams["train_transformations"], **args), build_transforms(hparams["val_transformations"], **args)
+    return build_transforms(hparams["train_transformations"], **args), build_transforms(
+        hparams["val_transformations"], **args
+    )

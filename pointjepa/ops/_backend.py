@@ -52,9 +52,7 @@ def check_query(query: Tensor, points: Tensor) -> None:
     check_cloud("query", query, "(B, M, 3)")
     check_cloud("points", points)
     if query.shape[0] != points.shape[0]:
-        raise ValueError(
-            f"query and points: batch sizes differ ({query.shape[0]} vs {points.shape[0]})"
-        )
+        raise ValueError(f"query and points: batch sizes differ ({query.shape[0]} vs {points.shape[0]})")
 
 
 def check_count(op: str, name: str, value: int, num_points: int) -> None:

@@ -15,9 +15,7 @@ from ._backend import (
 
 
 @torch.no_grad()
-def ball_query(
-    query: Tensor, points: Tensor, k: int, radius: float, backend: Backend = "auto"
-) -> Tensor:
+def ball_query(query: Tensor, points: Tensor, k: int, radius: float, backend: Backend = "auto") -> Tensor:
     """
     The first k points, in point order, strictly within `radius` of each query point (as
     `pytorch3d.ops.ball_query`). Slots left empty are filled with the first neighbour found,

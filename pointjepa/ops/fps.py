@@ -58,13 +58,10 @@ def farthest_point_sample(
         raise ValueError("farthest_point_sample: pass random_start or start_idx, not both")
     if start_idx is not None and (start_idx.shape != (batch,) or start_idx.dtype != torch.int64):
         raise ValueError(
-            f"start_idx: expected (B,) int64 with B={batch}, "
-            f"got {tuple(start_idx.shape)} {start_idx.dtype}"
+            f"start_idx: expected (B,) int64 with B={batch}, got {tuple(start_idx.shape)} {start_idx.dtype}"
         )
     if random_start:
-        start_idx = torch.randint(
-            num_points, (batch,), generator=generator, device=points.device
-        )
+        start_idx = torch.randint(num_points, (batch,), generator=generator, device=points.device)
     p3d = pytorch3d_ops(backend)
     if p3d is not None:
         idx = _fps_pytorch3d(p3d, points, num_samples, start_idx)
@@ -159,9 +156,7 @@ def _fps_loop_planes(pts: Tensor, num_samples: int, last: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _fps_pytorch3d(
-    p3d: ModuleType, points: Tensor, num_samples: int, start_idx: Tensor | None
-) -> Tensor:
+def _fps_pytorch3d(p3d: ModuleType, points: Tensor, num_samples: int, start_idx: Tensor | None) -> Tensor:
     """Same as `_fps_torch` through `pytorch3d.ops.sample_farthest_points` (starts at 0)."""
     pts = points.float()
     if start_idx is None:

@@ -18,9 +18,7 @@ def gather_points(points: Tensor, idx: Tensor) -> Tensor:
     if points.dim() != 3:
         raise ValueError(f"points: expected (B, N, C), got {tuple(points.shape)}")
     if idx.dim() < 1 or idx.shape[0] != points.shape[0]:
-        raise ValueError(
-            f"idx: expected (B, ...) with B={points.shape[0]}, got {tuple(idx.shape)}"
-        )
+        raise ValueError(f"idx: expected (B, ...) with B={points.shape[0]}, got {tuple(idx.shape)}")
     if idx.dtype != torch.int64:
         raise ValueError(f"idx: expected int64, got {idx.dtype}")
     batch, channels = points.shape[0], points.shape[-1]

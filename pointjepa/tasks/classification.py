@@ -4,8 +4,8 @@ r"""Classification fine-tuning CLI.
         --model.pretrained_ckpt_path artifacts/<run>/checkpoints/last.ckpt
 """
 
+from pointjepa.cli import PointJepaCLI, run_cli
 from pointjepa.models.classification import PointJepaClassification
-from pointjepa.utils.cli import PointJepaCLI, run_cli
 
 
 def main(args: list[str] | None = None) -> None:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser
 
+from pointjepa.cli import PointJepaCLI, run_cli
 from pointjepa.models.part_segmentation import PointJepaPartSegmentation
-from pointjepa.utils.cli import PointJepaCLI, run_cli
 
 LINKED_DATA_ATTRIBUTES = ("num_classes", "num_seg_classes", "category_to_parts")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, SequentialLR
@@ -18,7 +18,9 @@ def warmup_cosine_schedule(
     parameter group warms up from ``warmup_start_lr`` to its own base lr.
     """
     if warmup_epochs < 0 or max_epochs < 1:
-        raise ValueError(f"lr schedule: expected warmup_epochs >= 0 and max_epochs >= 1, got {warmup_epochs}, {max_epochs}")
+        raise ValueError(
+            f"lr schedule: expected warmup_epochs >= 0 and max_epochs >= 1, got {warmup_epochs}, {max_epochs}"
+        )
     cosine = CosineAnnealingLR(optimizer, T_max=max(1, max_epochs - warmup_epochs), eta_min=eta_min)
     if warmup_epochs <= 1:
         return cosine

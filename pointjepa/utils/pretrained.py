@@ -11,7 +11,7 @@ layout has them); Point-BERT's ``reduce_dim`` (256-d tokens -> encoder width) be
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -65,7 +65,8 @@ def _rename(key: str, renames: Iterable[tuple[str, str]]) -> str:
 
 
 def _nest_pointnet(key: str) -> str:
-    """Point2Vec / Point-MAE keep the mini-PointNet directly under ``tokenizer.embedding``; ours nests it in ``encoder``."""
+    """Point2Vec / Point-MAE keep the mini-PointNet directly under ``tokenizer.embedding``;
+    ours nests it in ``encoder``."""
     prefix = "tokenizer.embedding."
     if key.startswith(prefix) and not key.startswith(prefix + "encoder."):
         return prefix + "encoder." + key[len(prefix) :]
@@ -123,7 +124,8 @@ def load_backbone(
         if key in own and own[key].shape != value.shape:
             raise CheckpointError(
                 f"{path}: parameter {key} has shape {tuple(value.shape)} in the checkpoint but "
-                f"{tuple(own[key].shape)} in the model (check encoder_dim / depth / tokenizer options, e.g. tokenizer_embedding_dim)"
+                f"{tuple(own[key].shape)} in the model "
+                "(check encoder_dim / depth / tokenizer options, e.g. tokenizer_embedding_dim)"
             )
     result = module.load_state_dict(state, strict=False)
     reset_nan_batchnorm_stats(module)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from pointjepa.utils.io import atomic_write
 
@@ -25,6 +27,11 @@ def figure_to_array(figure: Figure, dpi: int = 100) -> np.ndarray:
 def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write ``figure`` to ``path`` as a PNG, atomically -> the path."""
     return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi))
+
+
+def image_loggers(loggers: Sequence[Any]) -> list[Any]:
+    """Those of ``loggers`` that take images: W&B's ``log_image`` or TensorBoard's ``add_image``."""
+    return [lg for lg in loggers if hasattr(lg, "log_image") or isinstance(lg, TensorBoardLogger)]
 
 
 def log_figure(loggers: Sequence[Any], key: str, figure: Figure, step: int) -> None:

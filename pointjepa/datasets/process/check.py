@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 from pointjepa.datasets.base import DataError
 from pointjepa.datasets.formats import count_lines, h5_len, npz_shapes
@@ -114,15 +115,21 @@ DATASETS: dict[str, tuple[str, str, str, Callable[[Path, tuple[int, ...]], list[
     "shapenet55_npz": ("ShapeNet55 npz (in_memory)", "ShapeNet55", "shapenet_train.npz", _shapenet55_npz),
     "modelnet40": ("ModelNet40", "modelnet40_ply_hdf5_2048", ".", _modelnet40),
     "scanobjectnn_obj_bg": (
-        "ScanObjectNN OBJ_BG", "ScanObjectNN", "main_split/training_objectdataset.h5",
+        "ScanObjectNN OBJ_BG",
+        "ScanObjectNN",
+        "main_split/training_objectdataset.h5",
         _scanobjectnn("main_split", False),
     ),
     "scanobjectnn_obj_only": (
-        "ScanObjectNN OBJ_ONLY", "ScanObjectNN", "main_split_nobg/training_objectdataset.h5",
+        "ScanObjectNN OBJ_ONLY",
+        "ScanObjectNN",
+        "main_split_nobg/training_objectdataset.h5",
         _scanobjectnn("main_split_nobg", False),
     ),
     "scanobjectnn_pb_t50_rs": (
-        "ScanObjectNN PB_T50_RS", "ScanObjectNN", "main_split/training_objectdataset_augmentedrot_scale75.h5",
+        "ScanObjectNN PB_T50_RS",
+        "ScanObjectNN",
+        "main_split/training_objectdataset_augmentedrot_scale75.h5",
         _scanobjectnn("main_split", True),
     ),
     "shapenetpart": ("ShapeNetPart", "shapenetcore_partanno_segmentation_benchmark_v0_normal", ".", _shapenetpart),

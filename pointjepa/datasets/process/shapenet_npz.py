@@ -10,17 +10,16 @@ interrupt never leaves a half-written ``.npz`` behind.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from pointjepa.datasets.base import DataError
 from pointjepa.datasets.shapenet55 import NPZ_SPLITS, ShapeNet55, npz_path
+from pointjepa.utils.io import atomic_write
 
 
 def build_npz(data_dir: str | Path, split: str, progress: bool = True) -> Path:
@@ -34,16 +33,7 @@ def build_npz(data_dir: str | Path, split: str, progress: bool = True) -> Path:
             expected = f"{tuple(first.shape)} like {dataset.files[0]}"
             raise DataError(f"{dataset.files[i]}: sample {i}: shape {tuple(points.shape)}, expected {expected}")
         data[i] = points
-    target = npz_path(data_dir, split)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, data=data, labels=dataset.labels)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return target
+    return atomic_write(npz_path(data_dir, split), lambda f: np.savez(f, data=data, labels=dataset.labels))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

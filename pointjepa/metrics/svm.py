@@ -1,8 +1,9 @@
-"""Feature extraction and the linear SVM used by the probe and by SVM validation."""
+"""Features of a split's clouds and a linear SVM's accuracy on them (the SVM probe and SVM validation)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,3 +45,13 @@ def linear_svm_accuracy(
     svm = SVC(C=C, kernel="linear")
     svm.fit(x_train, y_train)
     return float(svm.score(x_train, y_train)), float(svm.score(x_test, y_test))
+
+
+def svm_probe(
+    embed: Callable[[torch.Tensor], torch.Tensor], datamodule: Any, device: torch.device | str, C: float
+) -> tuple[float, float]:
+    """Linear SVM on ``embed`` features (points (B, N, 3) -> (B, F)) of a set-up data module's train split,
+    scored on it and on its val split -> (train accuracy, val accuracy)."""
+    x_train, y_train = extract_features(embed, datamodule.train_dataloader(), device)
+    x_val, y_val = extract_features(embed, datamodule.val_dataloader(), device)
+    return linear_svm_accuracy(x_train, y_train, x_val, y_val, C=C)

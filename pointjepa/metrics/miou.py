@@ -7,7 +7,7 @@ category mIoU averages the per-category means over the categories that have shap
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torchmetrics import Metric

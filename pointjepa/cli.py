@@ -6,25 +6,26 @@ import netrc
 import os
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+import yaml
+from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.layer_sync import LayerSync
 from pytorch_lightning.utilities import rank_zero_info
-import yaml
-from jsonargparse import lazy_instance
 
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
 from pointjepa.callbacks.metrics_summary import MetricsSummary
-from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
-from pointjepa.utils.checkpoint import CheckpointError
 from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
 from pointjepa.callbacks.resume import ExactResume
+from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
+from pointjepa.utils.checkpoint import CheckpointError
 
 WANDB_PROJECT = "point-jepa"
 
@@ -64,16 +65,18 @@ def check_resume_checkpoint(path: str | None) -> None:
         with zipfile.ZipFile(file) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}") from err
+        raise CheckpointError(
+            f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}"
+        ) from err
     if not any(name.endswith("data.pkl") for name in names):
         raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
 
 
-def own_checkpoints(callbacks: Any) -> list[ModelCheckpoint]:
-    """The ModelCheckpoints among ``trainer.callbacks`` (None, one callback or a list)."""
-    if callbacks is None:
+def as_list(value: Any) -> list[Any]:
+    """A trainer option that takes one item or a list (``callbacks``, ``plugins``) as a new list."""
+    if value is None:
         return []
-    return [c for c in (callbacks if isinstance(callbacks, list) else [callbacks]) if isinstance(c, ModelCheckpoint)]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def run_cli(main: Callable[[], Any]) -> None:
@@ -84,7 +87,14 @@ def run_cli(main: Callable[[], Any]) -> None:
     from pointjepa.callbacks.nan_guard import NonFiniteLossError
     from pointjepa.datasets.base import DataError
 
-    user_errors = (ValueError, FileNotFoundError, CheckpointError, DataError, NonFiniteLossError, MisconfigurationException)
+    user_errors = (
+        ValueError,
+        FileNotFoundError,
+        CheckpointError,
+        DataError,
+        NonFiniteLossError,
+        MisconfigurationException,
+    )
     try:
         main()
     except user_errors as err:
@@ -158,7 +168,8 @@ class PointJepaCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # Not a Lightning callback key: ``instantiate_trainer`` decides whether it is added.
+        parser.add_class_arguments(ModelCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True)
         parser.set_defaults(
             {
                 "checkpoint.monitor": self.monitor,
@@ -170,33 +181,33 @@ class PointJepaCLI(LightningCLI):
         if self.link_num_classes:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning reads ``--ckpt_path`` while parsing; check the file first for a clear error."""
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning reads ``--ckpt_path`` right after parsing; check the file first for a clear error."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_resume_checkpoint(self.config[subcommand].get("ckpt_path"))
-        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """With ``sync_batchnorm`` the batch norms sync through ``PortableSyncBatchNorm`` (CPU DDP too)."""
+        """The Trainer with the ``checkpoint:`` ModelCheckpoint after ``trainer.callbacks``, unless
+        ``--trainer.enable_checkpointing false`` or ``trainer.callbacks`` (a published W&B config, say) already
+        has a ModelCheckpoint on its metric. With ``sync_batchnorm`` the batch norms sync through
+        ``PortableSyncBatchNorm`` (CPU DDP too)."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config["trainer"]
-        if trainer.get("sync_batchnorm"):
-            plugins = trainer.get("plugins") or []
-            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-            if not any(isinstance(p, LayerSync) for p in plugins):
-                trainer["plugins"] = [*plugins, PortableSyncBatchNorm()]
+        callbacks = as_list(trainer.get("callbacks"))
+        if trainer.get("enable_checkpointing") is not False:
+            if any(isinstance(c, ModelCheckpoint) and c.monitor == self.monitor for c in callbacks):
+                rank_zero_info(
+                    f"trainer.callbacks has a ModelCheckpoint on {self.monitor}: the `checkpoint:` one is not added"
+                )
+            else:
+                callbacks.append(config["checkpoint"])
+        kwargs.setdefault("callbacks", callbacks)
+        plugins = as_list(trainer.get("plugins"))
+        if trainer.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
+            kwargs.setdefault("plugins", [*plugins, PortableSyncBatchNorm()])
         return super().instantiate_trainer(**kwargs)
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> pl.Trainer:
-        """The ``checkpoint:`` ModelCheckpoint is dropped with ``--trainer.enable_checkpointing false``, and
-        when ``trainer.callbacks`` (a published W&B config, say) already has a ModelCheckpoint on its metric."""
-        if config.get("enable_checkpointing") is False:
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        elif any(c.monitor == self.monitor for c in own_checkpoints(config.get("callbacks"))):
-            rank_zero_info(f"trainer.callbacks has a ModelCheckpoint on {self.monitor}: the `checkpoint:` one is not added")
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
 
     def before_instantiate_classes(self) -> None:
         """W&B loggers without a ``save_dir`` write under the trainer's ``default_root_dir`` (``artifacts``);

@@ -1,20 +1,22 @@
-"""The reference pretraining step: the original's structure, eager fp32, plain-torch stand-ins.
+"""References the fast paths are tested against: per-sample oracles and the original's pretraining step.
 
-Same parameters as a `PointJepa` (its modules are called), computed as the original code does: FPS
-and kNN as plain batched torch loops standing in for pytorch3d's `sample_farthest_points` and
-`knn_points` (`standin_fps`, `standin_knn`: one pick per iteration over (B, N, 3), distances summed
-over the size-3 axis), the batched iterative-nearest sequencer, the mini-PointNet as `Conv1d`s
-over the concatenated [global; local] features, and one predictor call per target block in a
-Python loop; `original_attention` switches a model's attention to the explicit softmax(QK^T)V with
-dropout on the weights. The EMA update is the model's own. `pretrain_throughput.py --compare`
-times it against the optimised step; `tests/test_fast_paths.py` and `tests/test_perf_paths.py`
-check that both compute the same loss.
+The per-sample functions (`reference_fps`, `reference_knn`, `reference_sequence_order`) are the most
+direct greedy definitions, one cloud at a time: the known answers of the equivalence tests.
 
-Random draws follow the model's order (FPS starts from the global generator of the points'
-device, mask positions from the generator passed in), so a seeded run gives the same groups,
-sequence and loss as the optimised path. The per-sample functions (`reference_fps`,
-`reference_knn`, `reference_sequence_order`) are the most direct greedy definitions, the known
-answers of the equivalence tests.
+The reference step (`plain_train_step`, `plain_loss`) has the original's structure, eager fp32, with
+plain-torch stand-ins. Same parameters as a `PointJepa` (its modules are called), computed as the
+original code does: FPS and kNN as plain batched torch loops standing in for pytorch3d's
+`sample_farthest_points` and `knn_points` (`standin_fps`, `standin_knn`: one pick per iteration over
+(B, N, 3), distances summed over the size-3 axis), the batched iterative-nearest sequencer, the
+mini-PointNet as `Conv1d`s over the concatenated [global; local] features, and one predictor call per
+target block in a Python loop; `original_attention` switches a model's attention to the explicit
+softmax(QK^T)V with dropout on the weights. The EMA update is the model's own.
+`tests/test_fast_paths.py` and `tests/test_perf_paths.py` check that it computes the same loss as the
+optimised step; `benchmarks/pretrain_throughput.py --compare` times the two against each other.
+
+Random draws follow the model's order (FPS starts from the global generator of the points' device,
+mask positions from the generator passed in), so a seeded run gives the same groups, sequence and
+loss as the optimised path.
 """
 
 from __future__ import annotations
