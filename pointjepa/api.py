@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pointjepa.modules.backbone import build_backbone, pooled_features
-from pointjepa.modules.transforms import Subsample, build_transforms, transform_kwargs
+from pointjepa.modules.transforms import Subsample, build_transforms, fps_subsample, transform_kwargs
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint, reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import EXTRA_KEYS, backbone_state_dict
 
@@ -69,6 +69,18 @@ class PointEncoder(nn.Module):
         """points (B, N, 3), N >= num_groups -> features (B, 2C)."""
         tokens, centers = self.tokenizer(self.transforms(points))
         return pooled_features(self.encoder(tokens, self.positional_encoding(centers)).last_hidden_state)
+
+    def seeded(self, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """-> ``embed(points (B, N, 3)) -> (B, 2C)`` that first subsamples clouds larger than ``num_points`` by
+        FPS from random starts drawn from a generator seeded with ``seed`` (repeatable draws per seed)."""
+        generator = torch.Generator(device=next(self.parameters()).device).manual_seed(seed)
+
+        def embed(points: torch.Tensor) -> torch.Tensor:
+            if self.num_points is not None and points.shape[1] > self.num_points:
+                points = fps_subsample(points, self.num_points, random_start=True, generator=generator)
+            return self(points)
+
+        return embed
 
     @property
     def num_points(self) -> int | None:

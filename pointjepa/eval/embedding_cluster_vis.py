@@ -15,13 +15,11 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.metrics.svm import extract_features
-from pointjepa.ops import farthest_point_sample
 from pointjepa.viz import label_names, save_png, tsne_figure
 
 
@@ -55,12 +53,7 @@ def main(args: Sequence[str] | None = None) -> Path:
         )
     device = pick_device(cfg.device)
     encoder = load_encoder(cfg.ckpt, device=device, num_points=cfg.num_points)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-
-    def embed(points: torch.Tensor) -> torch.Tensor:
-        if encoder.num_points is not None and points.shape[1] > encoder.num_points:
-            points = farthest_point_sample(points, encoder.num_points, random_start=True, generator=generator)[0]
-        return encoder(points)
+    embed = encoder.seeded(cfg.seed)
 
     loader = split_loader(datamodule, cfg.split)
     batches = FirstBatches(loader, math.ceil(cfg.max_samples / (loader.batch_size or 1)))

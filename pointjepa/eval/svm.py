@@ -24,7 +24,6 @@ import yaml
 
 from pointjepa.api import PointEncoder, load_encoder
 from pointjepa.metrics.svm import extract_features, linear_svm_accuracy
-from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.io import atomic_write
 
 BUILTIN_DATA: dict[str, Callable[[Path, int], pl.LightningDataModule]] = {}
@@ -102,14 +101,7 @@ def probe(
 ) -> list[tuple[float, float]]:
     """Features of both splits -> (train, test) accuracy per C. Clouds are subsampled to the encoder's
     ``num_points`` by FPS from starts drawn with ``seed``, then go through its transforms."""
-    generator = torch.Generator(device=device).manual_seed(seed)
-    num_points = encoder.num_points
-
-    def embed(points: torch.Tensor) -> torch.Tensor:
-        if num_points is not None and points.shape[1] > num_points:
-            points = farthest_point_sample(points, num_points, random_start=True, generator=generator)[0]
-        return encoder(points)
-
+    embed = encoder.seeded(seed)
     datamodule.setup("fit")
     x_train, y_train = extract_features(
         embed, datamodule.train_dataloader(), device, progress=True, desc="train features"

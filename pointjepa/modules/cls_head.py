@@ -7,6 +7,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from pointjepa.modules.backbone import pooled_features
+
 Pooling = Literal["cls_token", "mean", "max", "mean+max", "mean+max+cls_token"]
 HeadKind = Literal["mlp", "linear"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
@@ -39,7 +41,7 @@ def pool_tokens(tokens: torch.Tensor, pooling: Pooling) -> torch.Tensor:
         return points.mean(dim=1)
     if pooling == "max":
         return points.max(dim=1).values
-    pooled = torch.cat([points.max(dim=1).values, points.mean(dim=1)], dim=-1)
+    pooled = pooled_features(points)
     return torch.cat([tokens[:, 0], pooled], dim=-1) if pooling == "mean+max+cls_token" else pooled
 
 
