@@ -129,10 +129,10 @@ def build_model(config: Path, num_groups: int, subsample_points: int) -> PointJe
 
 
 def make_optimizer(model: PointJepa, fused: bool | None = None) -> torch.optim.Optimizer:
-    """AdamW as `PointJepa.configure_optimizers` builds it (fused on CUDA), or with ``fused`` as given."""
+    """AdamW as `PointJepa.configure_optimizers` builds it (fused on CUDA and CPU), or with ``fused`` as given."""
     params = [p for p in model.parameters() if p.requires_grad]
     if fused is None:
-        fused = params[0].device.type == "cuda"
+        fused = params[0].device.type in ("cuda", "cpu")
     hp = model.hparams
     return torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.optimizer_adamw_weight_decay, fused=fused)
 

@@ -60,7 +60,7 @@ class BackboneModule(pl.LightningModule):
     hparams_ignore: ClassVar[tuple[str, ...]] = ()
     #: Logged metrics whose W&B run summary holds their last and their maximum value.
     summary_metrics: ClassVar[tuple[str, ...]] = ()
-    #: Fused AdamW on a GPU (else torch's default implementation).
+    #: Fused AdamW on a GPU or CPU (else torch's default implementation).
     fused_adamw: ClassVar[bool] = False
 
     def __init__(
@@ -158,7 +158,7 @@ class BackboneModule(pl.LightningModule):
             self.optimizer_parameters(),
             lr=self.learning_rate,
             weight_decay=self.weight_decay,
-            fused=self.device.type == "cuda" if self.fused_adamw else None,
+            fused=self.fused_adamw and self.device.type in ("cuda", "cpu") or None,
         )
         scheduler = warmup_cosine_schedule(
             optimizer,
