@@ -16,8 +16,7 @@ from pointjepa.eval import voting
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
-from tests.conftest import CLASSIFIER_ARGS, save_checkpoint, tiny_shapes
-from tests.conftest import tiny_classifier as tiny
+from tests.conftest import CLASSIFIER_ARGS, save_checkpoint, tiny_classifier, tiny_shapes
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -35,7 +34,7 @@ def cli(args: list[str], run: bool = True) -> PointJepaCLI:
 @pytest.mark.parametrize("pooling", ["cls_token", "mean", "max", "mean+max", "mean+max+cls_token"])
 @pytest.mark.parametrize("head", ["mlp", "linear"])
 def test_pooling_and_head_variants_give_logits(pooling, head):
-    model = tiny(cls_head=head, cls_head_pooling=pooling).eval()
+    model = tiny_classifier(cls_head=head, cls_head_pooling=pooling).eval()
     logits = model(model.prepare(torch.randn(3, 100, 3), train=False))
     assert logits.shape == (3, 5)
     assert hasattr(model, "cls_token") == ("cls_token" in pooling) == hasattr(model, "cls_pos")
@@ -66,17 +65,17 @@ def test_parameter_names_follow_the_original_checkpoints():
 @pytest.mark.parametrize(("option", "value"), [("cls_head_pooling", "sum"), ("cls_head", "transformer")])
 def test_unknown_choices_are_refused(option, value):
     with pytest.raises(ValueError, match=option):
-        tiny(**{option: value})
+        tiny_classifier(**{option: value})
 
 
 def test_too_few_points_for_num_points_is_a_clear_error():
-    model = tiny()
+    model = tiny_classifier()
     with pytest.raises(ValueError, match="num_points=64"):
         model.prepare(torch.randn(2, 50, 3), train=True)
 
 
 def test_train_subsampling_is_random_and_eval_subsampling_deterministic():
-    model = tiny()
+    model = tiny_classifier()
     points = torch.randn(2, 500, 3)
     assert torch.equal(model.prepare(points, train=False), model.prepare(points, train=False))
     assert not torch.equal(model.prepare(points, train=True), model.prepare(points, train=True))
@@ -84,7 +83,7 @@ def test_train_subsampling_is_random_and_eval_subsampling_deterministic():
 
 # ---- optimizer ---------------------------------------------------------------------------------------------
 def test_encoder_learning_rate_has_its_own_group_warmed_up_from_the_same_start():
-    model = tiny(encoder_learning_rate=1e-4, learning_rate=1e-3, lr_scheduler_linear_warmup_start_lr=1e-6)
+    model = tiny_classifier(encoder_learning_rate=1e-4, learning_rate=1e-3, lr_scheduler_linear_warmup_start_lr=1e-6)
     model._trainer = SimpleNamespace(max_epochs=20)  # configure_optimizers only reads max_epochs
     optimizer = model.configure_optimizers()["optimizer"]
     encoder_group, other_group = optimizer.param_groups
@@ -97,7 +96,7 @@ def test_encoder_learning_rate_has_its_own_group_warmed_up_from_the_same_start()
 # ---- metrics, voting, images -------------------------------------------------------------------------------
 def test_validation_logs_metrics_vote_and_images(tmp_path, image_logger):
     logger = image_logger
-    model = tiny(vote=True, vote_num=3, log_tsne=True, log_confusion_matrix=True)
+    model = tiny_classifier(vote=True, vote_num=3, log_tsne=True, log_confusion_matrix=True)
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=1,
@@ -117,14 +116,14 @@ def test_validation_logs_metrics_vote_and_images(tmp_path, image_logger):
 
 
 def test_a_single_augmented_vote_equals_the_plain_prediction():
-    model = tiny(vote_num=1, vote_method="augmented").eval()
+    model = tiny_classifier(vote_num=1, vote_method="augmented").eval()
     points = torch.randn(4, 100, 3)
     with torch.no_grad():
         torch.testing.assert_close(voting.vote(model, points), voting.plain_pass(model, points).softmax(-1))
 
 
 def test_voting_refuses_a_checkpoint_for_other_classes(tmp_path):
-    model = tiny()
+    model = tiny_classifier()
     hparams = {k: v for k, v in model.hparams.items() if k != "num_classes"}  # like the original's checkpoints
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, tmp_path / "orig.ckpt")
     assert voting.load_classifier(tmp_path / "orig.ckpt", 5, 2, torch.device("cpu")).hparams.num_classes == 5

@@ -10,20 +10,11 @@ import torch
 import torch.distributed as dist
 
 from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm, ProcessGroupBatchNorm
+from tests.conftest import DEMO_PRETRAINING_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.tokenizer_num_groups=8",
-    "--model.tokenizer_group_size=8",
-    "--model.encoder_dim=32",
-    "--model.encoder_depth=2",
-    "--model.encoder_heads=2",
-    "--model.predictor_embed_dim=16",
-    "--model.predictor_depth=1",
-    "--model.predictor_heads=2",
-    "--model.target_layers=[1]",
-    "--model.num_targets_per_sample=2",
-    "--model.transformation_subsample_points=64",
+    *(arg for arg in DEMO_PRETRAINING_ARGS if arg.startswith("--model.")),
     "--data.init_args.num_points=128",
     "--data.init_args.samples_per_class=4",
     "--data.init_args.batch_size=8",

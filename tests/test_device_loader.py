@@ -12,7 +12,7 @@ from pointjepa.datasets import ShapeNet55DataModule
 from pointjepa.datasets.device_loader import DeviceBatchLoader
 from pointjepa.datasets.loader import EpochShuffleSampler, ResumableDataLoader
 from pointjepa.datasets.placement import choose_serving_device
-from tests.conftest import tiny_pretraining as tiny_model
+from tests.conftest import tiny_pretraining
 from tests.fakedata import write_shapenet55
 from tests.helpers import StopAtStep
 
@@ -151,7 +151,7 @@ def fit(tmp_path, dm, *callbacks, ckpt_path=None, **kwargs) -> pl.Trainer:
         callbacks=list(callbacks),
         **kwargs,
     )
-    trainer.fit(tiny_model(), datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(tiny_pretraining(), datamodule=dm, ckpt_path=ckpt_path)
     return trainer
 
 

@@ -20,7 +20,7 @@ from pointjepa.modules.ema import EMA
 from pointjepa.modules.sequencer import morton_codes, sequence_order
 from pointjepa.utils.checkpoint import reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import load_backbone
-from tests.conftest import tiny_pretraining as tiny_model
+from tests.conftest import tiny_pretraining
 from tests.fakeckpt import TINY as BACKBONE_TINY
 from tests.fakeckpt import tiny_backbone_state, write_checkpoint
 
@@ -56,7 +56,7 @@ def test_ema_decay_with_published_schedule():
 
 
 def test_ema_updates_once_per_optimizer_step_with_gradient_accumulation():
-    model = tiny_model(ema_tau_epochs=2)
+    model = tiny_pretraining(ema_tau_epochs=2)
     data = DataLoader(TensorDataset(torch.randn(8, 96, 3), torch.zeros(8, dtype=torch.long)), batch_size=2)
     trainer = pl.Trainer(
         max_epochs=2,
@@ -75,13 +75,13 @@ def test_ema_updates_once_per_optimizer_step_with_gradient_accumulation():
 
 # ---- teacher step layout -----------------------------------------------------------------------------
 def test_teacher_step_is_saved_with_the_original_shape():
-    step = tiny_model().state_dict()["teacher.step"]
+    step = tiny_pretraining().state_dict()["teacher.step"]
     assert step.shape == (1,) and step.dtype == torch.int64
 
 
 @pytest.mark.parametrize("saved", [torch.tensor(7), torch.tensor([7])], ids=["ours-0d", "original-1d"])
 def test_teacher_step_loads_from_old_and_original_checkpoints(saved):
-    model = tiny_model()
+    model = tiny_pretraining()
     model.load_state_dict({**model.state_dict(), "teacher.step": saved})
     assert model.teacher.step.tolist() == [7]
     assert model.teacher.current_decay() == 0.99999  # tau_steps is 0 before fit: tau_max from step 1 on
@@ -89,7 +89,7 @@ def test_teacher_step_loads_from_old_and_original_checkpoints(saved):
 
 # ---- pretrained_ckpt_path restarts the teacher -----------------------------------------------------------
 def test_pretrained_ckpt_teacher_starts_as_a_copy_of_the_loaded_student(tmp_path):
-    source = tiny_model()
+    source = tiny_pretraining()
     with torch.no_grad():
         for p in source.teacher.parameters():
             p.add_(1.0)  # a teacher that differs from the student
@@ -97,7 +97,7 @@ def test_pretrained_ckpt_teacher_starts_as_a_copy_of_the_loaded_student(tmp_path
     path = tmp_path / "pretrained.ckpt"
     torch.save({"state_dict": source.state_dict()}, path)
 
-    model = tiny_model(pretrained_ckpt_path=str(path))
+    model = tiny_pretraining(pretrained_ckpt_path=str(path))
     model.load_pretrained(model.pretrained_ckpt_path)  # what fitting starts with (setup)
     for (name, p), q in zip(source.student.named_parameters(), model.teacher.ema_model.parameters()):
         assert torch.equal(q, p), name
@@ -147,12 +147,12 @@ def test_load_encoder_resets_nan_running_statistics(tmp_path):
 
 
 def test_pretraining_load_resets_nan_running_statistics(tmp_path):
-    source = tiny_model()
+    source = tiny_pretraining()
     source.state_dict()[BN_VAR][0] = float("nan")
     path = tmp_path / "pretrained.ckpt"
     torch.save({"state_dict": source.state_dict()}, path)
     with pytest.warns(UserWarning, match="second_conv.1.running_var"):
-        model = tiny_model(pretrained_ckpt_path=str(path))
+        model = tiny_pretraining(pretrained_ckpt_path=str(path))
         model.load_pretrained(model.pretrained_ckpt_path)  # what fitting starts with (setup)
     assert torch.equal(model.state_dict()[BN_VAR], torch.ones_like(source.state_dict()[BN_VAR]))
 

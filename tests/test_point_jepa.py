@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pointjepa.models.point_jepa import PointJepa
-from tests.conftest import tiny_pretraining as tiny_model
+from tests.conftest import tiny_pretraining
 
 
 def test_published_state_dict_names_and_shapes():
@@ -39,7 +39,7 @@ def test_published_state_dict_names_and_shapes():
 
 
 def test_original_checkpoint_extras_are_accepted_and_dropped():
-    model = tiny_model()
+    model = tiny_pretraining()
     state = model.state_dict()
     original = dict(state)
     original.update(
@@ -53,7 +53,7 @@ def test_original_checkpoint_extras_are_accepted_and_dropped():
 
 
 def test_training_step_gives_finite_loss_and_grads():
-    model = tiny_model()
+    model = tiny_pretraining()
     loss = model.training_step((torch.randn(4, 128, 3), torch.zeros(4, dtype=torch.long)), 0)
     loss.backward()
     assert torch.isfinite(loss)
@@ -63,7 +63,7 @@ def test_training_step_gives_finite_loss_and_grads():
 
 
 def test_targets_average_the_chosen_layers():
-    model = tiny_model(target_layers=[0, 1], target_layer_norm="layer", target_norm=None).eval()
+    model = tiny_pretraining(target_layers=[0, 1], target_layer_norm="layer", target_norm=None).eval()
     tokens, pos = torch.randn(2, 8, 32), torch.randn(2, 8, 32)
     out = model.teacher(tokens, pos, return_hidden_states=True)
     expected = torch.stack([torch.nn.functional.layer_norm(h, (32,)) for h in out.hidden_states]).mean(0)
@@ -71,7 +71,7 @@ def test_targets_average_the_chosen_layers():
 
 
 def test_ffn_targets_use_mlp_outputs():
-    model = tiny_model(target_layer_part="ffn", target_layer_norm=None).eval()
+    model = tiny_pretraining(target_layer_part="ffn", target_layer_norm=None).eval()
     tokens, pos = torch.randn(2, 8, 32), torch.randn(2, 8, 32)
     ffn = model.teacher(tokens, pos, return_ffns=True).ffns[1]
     assert torch.allclose(model.targets(tokens, pos), ffn, atol=1e-6)
@@ -92,9 +92,9 @@ def test_ffn_targets_use_mlp_outputs():
 )
 def test_bad_options_raise_one_clear_error(overrides, message):
     with pytest.raises(ValueError, match=message):
-        tiny_model(**overrides)
+        tiny_pretraining(**overrides)
 
 
 def test_embed_gives_pooled_student_features():
-    model = tiny_model().eval()
+    model = tiny_pretraining().eval()
     assert model.embed(torch.randn(3, 128, 3)).shape == (3, 64)
