@@ -42,19 +42,20 @@ class ClassificationFigures(nn.Module):
             self.labels.update(labels)
 
     def log(self, trainer: Any, epoch: int, step: int) -> None:
-        """Compute on every process and reset; the first process logs the figures to ``trainer``'s image
-        loggers (W&B, TensorBoard), except in the sanity check."""
-        counts = self.confusion.compute().cpu() if self.confusion is not None else None
-        features = self.embeddings.compute().cpu().numpy() if self.embeddings is not None else None
-        labels = self.labels.compute().cpu().numpy().astype(np.int64) if self.labels is not None else None
+        """Log the epoch's figures to ``trainer``'s image loggers (W&B, TensorBoard) from the first process,
+        except in the sanity check, and reset. Every process computes (the states are gathered) unless the
+        figures go nowhere: the loggers are the same on every process."""
+        loggers = image_loggers(trainer.loggers)
+        if loggers and not trainer.sanity_checking:
+            counts = self.confusion.compute().cpu() if self.confusion is not None else None
+            features = self.embeddings.compute().cpu().numpy() if self.embeddings is not None else None
+            labels = self.labels.compute().cpu().numpy().astype(np.int64) if self.labels is not None else None
+            if trainer.is_global_zero:
+                names = label_names(trainer.datamodule, self.num_classes)
+                if counts is not None:
+                    log_figure(loggers, "val_confusion_matrix", confusion_figure(counts, names, f"epoch {epoch}"), step)
+                if features is not None and labels is not None:
+                    log_figure(loggers, "val_tsne", tsne_figure(features, labels, names), step)
         for metric in (self.confusion, self.embeddings, self.labels):
             if metric is not None:
                 metric.reset()
-        loggers = image_loggers(trainer.loggers)
-        if not loggers or not trainer.is_global_zero or trainer.sanity_checking:
-            return
-        names = label_names(trainer.datamodule, self.num_classes)
-        if counts is not None:
-            log_figure(loggers, "val_confusion_matrix", confusion_figure(counts, names, f"epoch {epoch}"), step)
-        if features is not None and labels is not None:
-            log_figure(loggers, "val_tsne", tsne_figure(features, labels, names), step)
