@@ -104,6 +104,11 @@ def tiny_shapes(**overrides: Any) -> SyntheticShapesDataModule:
     return SyntheticShapesDataModule(**{**args, **overrides})
 
 
+def quiet_trainer(**options: Any) -> pl.Trainer:
+    """A ``pl.Trainer`` without logger, progress bar or model summary, ``options`` on top."""
+    return pl.Trainer(**{"logger": False, "enable_progress_bar": False, "enable_model_summary": False, **options})
+
+
 def save_checkpoint(model: pl.LightningModule, path: Path) -> Path:
     """Write the two entries pretrained-weight loading reads (``state_dict``, ``hyper_parameters``)."""
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from pointjepa.cli import PointJepaCLI
@@ -16,7 +15,7 @@ from pointjepa.eval import voting
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
-from tests.conftest import CLASSIFIER_ARGS, save_checkpoint, tiny_classifier, tiny_shapes
+from tests.conftest import CLASSIFIER_ARGS, quiet_trainer, save_checkpoint, tiny_classifier, tiny_shapes
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -97,13 +96,11 @@ def test_encoder_learning_rate_has_its_own_group_warmed_up_from_the_same_start()
 def test_validation_logs_metrics_vote_and_images(tmp_path, image_logger):
     logger = image_logger
     model = tiny_classifier(vote=True, vote_num=3, log_tsne=True, log_confusion_matrix=True)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=1,
         logger=logger,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
     )

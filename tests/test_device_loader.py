@@ -12,7 +12,7 @@ from pointjepa.datasets import ShapeNet55DataModule
 from pointjepa.datasets.device_loader import DeviceBatchLoader
 from pointjepa.datasets.loader import EpochShuffleSampler, ResumableDataLoader
 from pointjepa.datasets.placement import choose_serving_device
-from tests.conftest import tiny_pretraining
+from tests.conftest import quiet_trainer, tiny_pretraining
 from tests.fakedata import write_shapenet55
 from tests.helpers import StopAtStep
 
@@ -139,13 +139,10 @@ class RecordLabels(pl.Callback):
 
 def fit(tmp_path, dm, *callbacks, ckpt_path=None, **kwargs) -> pl.Trainer:
     pl.seed_everything(0)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu",
         max_epochs=1,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
         callbacks=list(callbacks),

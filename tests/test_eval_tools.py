@@ -23,7 +23,7 @@ from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.utils.checkpoint import CheckpointError
 from pointjepa.viz import CONTEXT, REST, choose_blocks, confusion_figure
-from tests.conftest import save_checkpoint, tiny_classifier, tiny_pretraining
+from tests.conftest import quiet_trainer, save_checkpoint, tiny_classifier, tiny_pretraining
 from tests.fakedata import write_modelnet40
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,15 +158,13 @@ def test_commands_explain_themselves_and_need_a_data_module(module, capsys, tmp_
 
 # ---- callbacks ---------------------------------------------------------------------------------------------
 def fit(model: pl.LightningModule, logger, callbacks: list, tmp_path: Path, epochs: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=epochs,
         limit_train_batches=1,
         limit_val_batches=2,
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=1,
         default_root_dir=tmp_path,
     )

@@ -5,7 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from pointjepa.modules.freezing import UnfreezeSchedule
-from tests.conftest import tiny_classifier, tiny_shapes
+from tests.conftest import quiet_trainer, tiny_classifier, tiny_shapes
 
 
 def test_by_default_everything_trains_from_the_first_epoch():
@@ -88,14 +88,11 @@ def test_frozen_parts_stay_unchanged_until_their_unfreeze_epoch(tmp_path):
         positional_encoding_unfreeze_epoch=1,
         lr_scheduler_linear_warmup_epochs=0,
     )
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
         limit_train_batches=2,
         limit_val_batches=0,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[recorder],
         default_root_dir=tmp_path,
     )

@@ -16,21 +16,19 @@ from pytorch_lightning.loggers import CSVLogger
 
 from pointjepa.callbacks.metrics_summary import MetricsSummary
 from pointjepa.eval import aggregate
-from tests.conftest import tiny_classifier, tiny_shapes
+from tests.conftest import quiet_trainer, tiny_classifier, tiny_shapes
 
 
 def fit(root: Path, epochs: int, logger, callbacks: list, ckpt_path: str | None = None) -> pl.Trainer:
     torch.manual_seed(0)
     model = tiny_classifier()
     data = tiny_shapes(val_samples_per_class=2)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=epochs,
         limit_train_batches=2,
         logger=logger,
         callbacks=callbacks,
         default_root_dir=root,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=1,
     )
     trainer.fit(model, data, ckpt_path=ckpt_path)

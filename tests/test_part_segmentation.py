@@ -14,7 +14,7 @@ from pointjepa.datasets.synthetic_parts import SyntheticPartsDataModule, make_pa
 from pointjepa.models.part_segmentation import PointJepaPartSegmentation
 from pointjepa.modules.backbone import build_backbone
 from pointjepa.tasks.part_segmentation import PartSegmentationCLI
-from tests.conftest import SEGMENTER
+from tests.conftest import SEGMENTER, quiet_trainer
 from tests.fakedata import write_shapenetpart
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,10 +94,9 @@ def test_encoder_frozen_until_unfreeze_epoch_then_metrics_logged() -> None:
     model = tiny_model(encoder_unfreeze_epoch=1)
     before = model.encoder.blocks[0].mlp.fc1.weight.detach().clone()
     record = RecordEncoderTrainable()
-    trainer = pl.Trainer(
-        max_epochs=2, limit_train_batches=1, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[record],
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        max_epochs=2, limit_train_batches=1, limit_val_batches=1, enable_checkpointing=False, callbacks=[record]
+    )
     trainer.fit(model, tiny_data())
     assert record.trainable == [False, True]
     assert not torch.equal(before, model.encoder.blocks[0].mlp.fc1.weight)
@@ -116,7 +115,7 @@ def test_encoder_frozen_until_unfreeze_epoch_then_metrics_logged() -> None:
 
 def test_predict_returns_parts_of_the_category() -> None:
     data = tiny_data()
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = quiet_trainer()
     data.setup()
     (pred,) = trainer.predict(tiny_model(), data.val_dataloader())[:1]
     category = data.val_dataset.tensors[1][: pred.shape[0]]

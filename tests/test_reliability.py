@@ -13,7 +13,7 @@ import torch
 from pointjepa.callbacks.nan_guard import NonFiniteLossError, NonFiniteLossGuard
 from pointjepa.datasets import DataError, ModelNet40Ply2048DataModule, SyntheticShapesDataModule
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
-from tests.conftest import tiny_pretraining
+from tests.conftest import quiet_trainer, tiny_pretraining
 from tests.fakedata import write_modelnet40
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,14 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def tiny_trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
+    return quiet_trainer(default_root_dir=tmp_path, num_sanity_val_steps=0, **kwargs)
 
 
 def test_truncated_checkpoint_gives_one_line_error(tmp_path):

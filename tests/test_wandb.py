@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.loggers import CSVLogger
@@ -20,7 +19,7 @@ from pointjepa.eval import aggregate
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.models.point_jepa import PointJepa
 from pointjepa.tasks.part_segmentation import PartSegmentationCLI
-from tests.conftest import CLASSIFIER_ARGS, tiny_classifier, tiny_shapes
+from tests.conftest import CLASSIFIER_ARGS, quiet_trainer, tiny_classifier, tiny_shapes
 from tests.fakedata import write_fewshot, write_modelnet40, write_scanobjectnn, write_shapenet55, write_shapenetpart
 
 wandb = pytest.importorskip("wandb")
@@ -212,14 +211,12 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
 def tiny_fit(tmp_path: Path, logger) -> WandbModelCheckpointLogger:
     callback = WandbModelCheckpointLogger()
     model, data = tiny_classifier(), tiny_shapes()
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=1,
         logger=logger,
         callbacks=[callback],
         default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     trainer.fit(model, data)
