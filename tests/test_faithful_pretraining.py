@@ -7,6 +7,7 @@ requirements pin) and are written here as literals.
 """
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -20,7 +21,7 @@ from pointjepa.modules.ema import EMA
 from pointjepa.modules.sequencer import morton_codes, sequence_order
 from pointjepa.utils.checkpoint import reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import load_backbone
-from tests.conftest import tiny_pretraining
+from tests.conftest import quiet_trainer, tiny_pretraining
 from tests.fakeckpt import TINY as BACKBONE_TINY
 from tests.fakeckpt import tiny_backbone_state, write_checkpoint
 
@@ -55,22 +56,29 @@ def test_ema_decay_with_published_schedule():
     assert ema.current_decay() == 0.99999
 
 
+def quick_trainer(**options: Any) -> pl.Trainer:
+    """A quiet 2-epoch CPU trainer without validation or checkpoints."""
+    return quiet_trainer(max_epochs=2, limit_val_batches=0, enable_checkpointing=False, accelerator="cpu", **options)
+
+
 def test_ema_updates_once_per_optimizer_step_with_gradient_accumulation():
     model = tiny_pretraining(ema_tau_epochs=2)
     data = DataLoader(TensorDataset(torch.randn(8, 96, 3), torch.zeros(8, dtype=torch.long)), batch_size=2)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accumulate_grad_batches=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(model, data)
+    quick_trainer(accumulate_grad_batches=2).fit(model, data)
     assert int(model.teacher.step) == 4  # 4 batches per epoch = 2 optimizer steps, 2 epochs
     assert model.teacher.tau_steps == 4.0  # estimated_stepping_batches counts optimizer steps
+
+
+def test_fix_estimated_stepping_batches_sets_the_ema_ramp_and_is_checked_when_optimizers_are_built():
+    # original: tau_steps = (fix or estimated) * ema_tau_epochs / max_epochs in setup; configure_optimizers
+    # asserts estimated == fix (the multi-GPU fix: the value in setup may be wrong, the later one is not)
+    model = tiny_pretraining(ema_tau_epochs=1, fix_estimated_stepping_batches=4)
+    data = DataLoader(TensorDataset(torch.randn(4, 96, 3), torch.zeros(4, dtype=torch.long)), batch_size=2)
+    model.trainer = quick_trainer()  # 2 batches x 2 epochs = 4 steps
+    model.setup("fit")
+    assert model.teacher.tau_steps == 2.0  # 4 * 1 / 2
+    with pytest.raises(ValueError, match="fix_estimated_stepping_batches=3 differs from the trainer's 4"):
+        quick_trainer().fit(tiny_pretraining(fix_estimated_stepping_batches=3), data)
 
 
 # ---- teacher step layout -----------------------------------------------------------------------------

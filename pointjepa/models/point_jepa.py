@@ -134,9 +134,8 @@ class PointJepa(BackboneModule):
         self.num_targets = num_targets_per_sample
         self.target_method, self.context_method = target_sample_method, context_sample_method
         self.target_ratio = check_ratio_range(target_sample_ratio, "target_sample_ratio")
-        self.context_ratio = (
-            None if context_sample_ratio is None else check_ratio_range(context_sample_ratio, "context_sample_ratio")
-        )
+        ratio = context_sample_ratio
+        self.context_ratio = None if ratio is None else check_ratio_range(ratio, "context_sample_ratio")
         self.target_layers = block_indices(target_layers, self.encoder_depth, "target_layers", allow_empty=False)
         self.target_layer_part, self.target_layer_norm = target_layer_part, target_layer_norm
         self.target_norm, self.ema_tau_epochs = target_norm, ema_tau_epochs
@@ -207,16 +206,10 @@ class PointJepa(BackboneModule):
         for datamodule in self.svm_validation.values():
             datamodule.setup("fit")
         if stage == "fit":
-            trainer = self.trainer
-            max_epochs = trainer.max_epochs
+            max_epochs = self.trainer.max_epochs
             if max_epochs is None or max_epochs < 1:
                 raise ValueError("trainer.max_epochs must be set (>= 1): the EMA and LR schedules are defined over it")
-            total_steps = trainer.estimated_stepping_batches
-            if self.fix_estimated_stepping_batches not in (None, total_steps):
-                raise ValueError(
-                    f"fix_estimated_stepping_batches={self.fix_estimated_stepping_batches} differs from the "
-                    f"trainer's {total_steps} estimated steps"
-                )
+            total_steps = self.fix_estimated_stepping_batches or self.trainer.estimated_stepping_batches
             self.teacher.tau_steps = total_steps * (self.ema_tau_epochs / max_epochs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -275,6 +268,15 @@ class PointJepa(BackboneModule):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.log("ema_decay", self.teacher.update(self.student))
+
+    def configure_optimizers(self) -> Any:
+        """The shared AdamW and schedule, after checking ``fix_estimated_stepping_batches`` (used in ``setup``)."""
+        estimated, fixed = self.trainer.estimated_stepping_batches, self.fix_estimated_stepping_batches
+        if fixed not in (None, estimated):
+            raise ValueError(
+                f"fix_estimated_stepping_batches={fixed} differs from the trainer's {estimated} estimated steps"
+            )
+        return super().configure_optimizers()
 
     def optimizer_parameters(self) -> list[torch.Tensor]:
         """The trainable parameters: not the teacher's."""
