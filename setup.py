@@ -25,7 +25,16 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],
+        # mypy and the stubs pinned: CI's type check must not change under a new release.
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout",
+            "ruff>=0.17,<0.18",
+            "mypy==2.4.1",
+            "types-PyYAML==6.0.12.20261122",
+            "types-tqdm==4.70.0.20261122",
+            "pre-commit>=4,<5",
+        ],
         # pytorch3d has no wheels on PyPI for most platforms; install it by its own instructions.
         "pytorch3d": ["pytorch3d"],
     },
