@@ -25,7 +25,9 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],
+        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18", "trimesh>=4.6"],
+        # Meshes and point clouds in .ply/.off/.obj/.stl/.glb for PointCloudFolderDataModule and eval.embed.
+        "mesh": ["trimesh>=4.6"],
         # pytorch3d has no wheels on PyPI for most platforms; install it by its own instructions.
         "pytorch3d": ["pytorch3d"],
     },

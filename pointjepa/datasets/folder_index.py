@@ -20,7 +20,8 @@ from pointjepa.datasets.point_files import SUFFIXES
 
 SPLITS = ("train", "test")
 LAYOUT_HINT = (
-    "expected <class>/train/ and <class>/test/ folders (as raw ModelNet40), {train,test}/ folders, or a split_file"
+    "expected <class>/train/ and <class>/test/ folders (as raw ModelNet40), {train,test}/ folders, or a split_file "
+    "(see DATASETS.md, 'Your own data')"
 )
 _SPLIT_LINE = re.compile(r"^(?P<path>.*?)[\s,]+(?P<split>train|test)$")
 
@@ -106,7 +107,7 @@ class FolderIndex:
 def index_folder(data_dir: str | Path, split_file: str | None = None, classes: list[str] | None = None) -> FolderIndex:
     """Index ``data_dir``: splits from its folders or ``split_file``, classes from the class folders, sorted by
     name, or ``classes`` (only those, in that order)."""
-    root = require_path(data_dir, f"a folder of point clouds or meshes; {LAYOUT_HINT}")
+    root = require_path(data_dir, "a folder of point clouds or meshes")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; {LAYOUT_HINT}")
     if split_file is not None:
