@@ -15,6 +15,7 @@ import trimesh
 from pointjepa.datasets import DataError, PointCloudFolderDataModule, cloud_cache
 from pointjepa.datasets.loader import ResumableDataLoader
 from pointjepa.datasets.point_files import SUFFIXES, read_cloud
+from pointjepa.datasets.process import check_folder
 from tests.fakefolder import random_mesh, write_cloud_folder, write_file
 
 
@@ -278,3 +279,23 @@ def test_a_broken_cache_is_read_again_and_replaced(folder, tmp_path):
     with np.load(broken) as archive:
         assert archive["points"].shape == (45, 64, 3)
     assert not any(p.name.endswith(".tmp") for p in cache_dir.iterdir())  # written through a renamed temporary
+
+
+def test_check_folder_counts_the_classes_and_lists_every_bad_file(folder, tmp_path, capsys):
+    assert check_folder.main([str(folder), "--num_points", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "box        10       5" in out and "total      30      15" in out and "45 of 45 files read: all good" in out
+    data_dir = tmp_path / "clouds"
+    shutil.copytree(folder, data_dir)
+    np.save(data_dir / "box" / "test" / "box_0000.npy", np.full((10, 3), np.nan))
+    (data_dir / "cone" / "train" / "cone_0006.off").write_text("OFF\n")
+    assert check_folder.main([str(data_dir), "--num_points", "32", "--num_workers", "2"]) == 1
+    bad = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bad file: ")]
+    assert bad == [
+        f"bad file: {data_dir / 'cone/train/cone_0006.off'}: not a readable .off file: "
+        + bad[0].split(".off file: ")[1],
+        f"bad file: {data_dir / 'box/test/box_0000.npy'}: the point array holds NaN or Inf coordinates "
+        "(10 of 10 points)",
+    ]
+    assert check_folder.main([str(tmp_path / "nowhere")]) == 1
+    assert "nowhere: not found" in capsys.readouterr().err

@@ -43,11 +43,11 @@ class CloudFiles(Dataset):
             return err
 
 
-def iterate_clouds(
+def read_batches(
     paths: Sequence[Path], num_points: int, seed: int = 0, batch_size: int = 32, workers: int = 0, desc: str = ""
-) -> Iterator[np.ndarray]:
-    """Batches (B, num_points, 3) float32 of the clouds of ``paths`` in order, read by ``workers`` processes,
-    with a progress bar (``desc``); the first unreadable file raises its ``DataError`` here."""
+) -> Iterator[list[np.ndarray | DataError]]:
+    """``CloudFiles`` items of ``paths`` in order, a batch (list) at a time, read by ``workers`` processes,
+    with a progress bar (``reading <desc>``)."""
     if not paths:
         return
     loader = DataLoader(
@@ -55,11 +55,20 @@ def iterate_clouds(
     )
     with tqdm(total=len(paths), desc=f"reading {desc}".rstrip(), unit="file", leave=False) as bar:
         for items in loader:
-            error = next((item for item in items if isinstance(item, DataError)), None)
-            if error is not None:
-                raise error
             bar.update(len(items))
-            yield np.stack(items)
+            yield items
+
+
+def iterate_clouds(
+    paths: Sequence[Path], num_points: int, seed: int = 0, batch_size: int = 32, workers: int = 0, desc: str = ""
+) -> Iterator[np.ndarray]:
+    """Batches (B, num_points, 3) float32 of the clouds of ``paths`` in order (see ``read_batches``); the first
+    unreadable file raises its ``DataError`` here, in the calling process."""
+    for items in read_batches(paths, num_points, seed, batch_size, workers, desc):
+        error = next((item for item in items if isinstance(item, DataError)), None)
+        if error is not None:
+            raise error
+        yield np.stack(items)  # type: ignore[arg-type]
 
 
 def cache_path(cache_dir: str | Path, num_points: int, seed: int) -> Path:
