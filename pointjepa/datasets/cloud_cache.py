@@ -137,7 +137,10 @@ def read_clouds(
         points[todo[start : start + len(batch)]] = batch
         start += len(batch)
     if cache is not None and (todo or len(cached.get("files", ())) != len(files)):
-        arrays = dict(version=CACHE_VERSION, files=np.array(files, dtype=str), sizes=sizes, mtimes=mtimes)
-        atomic_write(cache, lambda f: np.savez(f, **arrays, points=points))
+        names = np.array(files, dtype=str)
+        atomic_write(
+            cache,
+            lambda f: np.savez(f, version=CACHE_VERSION, files=names, sizes=sizes, mtimes=mtimes, points=points),
+        )
         rank_zero_info(f"{cache}: cached the clouds of {len(files)} files ({len(todo)} read anew)")
     return points

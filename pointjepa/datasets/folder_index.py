@@ -49,7 +49,7 @@ def folder_class(relative_path: str) -> str | None:
 def splits_from_folders(files: list[str], root: Path) -> dict[str, list[str]]:
     """split -> the files with that split folder in their path; files under none are left out (with a warning)."""
     splits: dict[str, list[str]] = {split: [] for split in SPLITS}
-    outside = []
+    outside: list[str] = []
     for rel in files:
         found = [part for part in PurePosixPath(rel).parts[:-1] if part in SPLITS]
         if len(found) > 1:

@@ -22,6 +22,7 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     )
     features = torch.cat([encoder(torch.from_numpy(batch).to(device)).float() for batch in clouds])
     groups = [folder_class(rel) or "." for rel in files]
-    arrays = dict(
+    arrays: dict[str, Any] = dict(
         features=features.cpu().numpy(), files=np.array(files), groups=np.array(groups), root=np.array(str(root))
     )
     if args.neighbors:
