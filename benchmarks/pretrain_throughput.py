@@ -36,6 +36,7 @@ from jsonargparse import ArgumentError  # noqa: E402
 from jsonargparse import ArgumentParser as ConfigParser  # noqa: E402
 
 from pointjepa.models.point_jepa import PointJepa  # noqa: E402
+from pointjepa.modules.compile import compile_step_modules  # noqa: E402
 from tests.reference import original_attention, plain_train_step  # noqa: E402
 
 PUBLISHED_CONFIG = REPO_ROOT / "configs" / "Point-JEPA" / "pretraining" / "shapenet.yaml"
@@ -138,15 +139,12 @@ def make_optimizer(model: PointJepa, fused: bool | None = None) -> torch.optim.O
 
 
 def compile_model(model: PointJepa) -> None:
-    """`torch.compile` the forwards of the student, teacher and predictor and the mini-PointNet.
+    """`torch.compile` the student, teacher, predictor and mini-PointNet as ``torch_compile: true`` does.
 
-    Whole encoders, not blocks: each block has its own drop-path rate, a constant per graph. The
-    `forward` attributes are replaced, so parameter names and the stage hooks stay as they are.
+    Whole encoders, not blocks: each block has its own drop-path rate, a constant per graph. Only the
+    ``forward``s are replaced, so parameter names and the stage hooks stay as they are.
     """
-    model.student.forward = torch.compile(model.student.forward, dynamic=True)  # context sizes vary
-    model.predictor.forward = torch.compile(model.predictor.forward, dynamic=True)
-    model.teacher.ema_model.forward = torch.compile(model.teacher.ema_model.forward)
-    model.tokenizer.embedding.compile()
+    compile_step_modules(model.student, model.teacher.ema_model, model.predictor, model.tokenizer.embedding)
 
 
 def optimised_step(
