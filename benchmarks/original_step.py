@@ -262,8 +262,8 @@ def summary(times: list[float]) -> dict[str, float]:
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "mean": statistics.fmean(times)}
 
 
-def stage_medians(timer: StageTimer) -> dict[str, float]:
-    """Median over the timed steps of each stage's time in ms (stages seen more than once in a step summed)."""
+def stage_times(timer: StageTimer, statistic: Callable[[list[float]], float]) -> dict[str, float]:
+    """``statistic`` (median, min) over the timed steps of each stage's ms (a stage seen twice in a step: summed)."""
     per_step: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for stamps in timer.steps:
         totals: dict[str, float] = {}
@@ -271,7 +271,7 @@ def stage_medians(timer: StageTimer) -> dict[str, float]:
             totals[stage] = totals.get(stage, 0.0) + (end - start) * 1e3
         for stage in STAGES:
             per_step[stage].append(totals.get(stage, 0.0))
-    return {stage: statistics.median(times) for stage, times in per_step.items()}
+    return {stage: statistic(times) for stage, times in per_step.items()}
 
 
 def build_entrants(args: argparse.Namespace, points: torch.Tensor) -> dict[str, Entrant]:
@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "first_step_s": first_step_s,
         "step_ms": {name: summary(times) for name, times in step_ms.items()},
         "rounds_ms": step_ms,
-        "stages_median_ms": {name: stage_medians(e.timer) for name, e in entrants.items()},
+        "stages_median_ms": {name: stage_times(e.timer, statistics.median) for name, e in entrants.items()},
+        "stages_min_ms": {name: stage_times(e.timer, min) for name, e in entrants.items()},
         "mean_context_tokens": {name: statistics.fmean(e.context_sizes) for name, e in entrants.items()},
         "ratio_to_original_median": {
             name: statistics.median(o / t for o, t in zip(step_ms["original"], times))
@@ -368,15 +369,21 @@ def report(result: dict[str, Any]) -> None:
         f"settings: {result['settings']}",
         f"1-min load average over the rounds: {load['min']:.2f}-{load['max']:.2f}",
         "first step (s): " + ", ".join(f"{n} {s:.1f}" for n, s in result["first_step_s"].items()),
-        f"{'':<16}" + "".join(f"{n:>14}" for n in names),
+        f"{'':<16}" + "".join(f"{n:>16}" for n in names),
     ]
     for stage in STAGES:
-        lines.append(f"{stage:<16}" + "".join(f"{result['stages_median_ms'][n][stage]:>14.1f}" for n in names))
+        lines.append(
+            f"{stage:<16}"
+            + "".join(
+                f"{result['stages_median_ms'][n][stage]:>8.1f} ({result['stages_min_ms'][n][stage]:>5.0f})"
+                for n in names
+            )
+        )
     for key in ("median", "min", "max"):
         lines.append(f"{'step ' + key:<16}" + "".join(f"{result['step_ms'][n][key]:>14.1f}" for n in names))
     lines.append(f"{'context tokens':<16}" + "".join(f"{result['mean_context_tokens'][n]:>14.1f}" for n in names))
     lines.append(f"{'original/this':<16}" + "".join(f"{result['ratio_to_original_median'][n]:>13.2f}x" for n in names))
-    lines.append("(stage rows: median ms over the rounds; ratios: median over the rounds of original / this)")
+    lines.append("(stage rows: median (min) ms over the rounds; ratios: median over the rounds of original / this)")
     print("\n".join(lines))
 
 

@@ -144,8 +144,12 @@ def standin_knn(query: Tensor, points: Tensor, k: int) -> Tensor:
 
 @torch.no_grad()
 def original_sequence_order(centers: Tensor, method: SequenceMethod) -> Tensor:
-    """The original's batched iterative-nearest ordering (pairwise `cdist`, visited columns set to
-    infinity, one argmin per step): centers (B, T, 3) -> order (B, T). ``morton`` goes per cloud."""
+    """The original's batched iterative-nearest ordering: centers (B, T, 3) -> order (B, T).
+
+    Pairwise `cdist`, the diagonal at infinity, one argmin per step; a visited point's column is set
+    to infinity as the original does it, on a transposed contiguous copy that is transposed back
+    (two (B, T, T) copies per step). ``morton`` goes per cloud.
+    """
     if method not in ("iterative_nearest", "iterative_nearest_min_start"):
         return reference_sequence_order(centers, method)
     c = centers.float()
@@ -155,8 +159,12 @@ def original_sequence_order(centers: Tensor, method: SequenceMethod) -> Tensor:
     rows = torch.arange(batch, device=c.device)
     current = c.sum(-1).argmin(1) if method == "iterative_nearest_min_start" else rows.new_zeros(batch)
     order = [current]
-    for _ in range(num_tokens - 1):
-        dist[rows, :, current] = float("inf")
+    for step in range(num_tokens):
+        columns_as_rows = dist.transpose(1, 2).contiguous()
+        columns_as_rows[rows, current] = float("inf")
+        dist = columns_as_rows.transpose(1, 2).contiguous()
+        if step == num_tokens - 1:
+            break
         current = dist[rows, current].argmin(-1)
         order.append(current)
     return torch.stack(order, 1)
