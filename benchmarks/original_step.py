@@ -17,9 +17,11 @@ logged statistics; ``self.log`` is a no-op without a trainer), ``zero_grad``, ``
 its ``optimizer_step`` (AdamW from its ``configure_optimizers``, then its EMA update). Its model is
 built from the ``model:`` section of its own published config, at the sizes given here.
 
-Each round times one step of every entrant, in an order that rotates from round to round, so all
-see the same machine load. Mask sizes are drawn by each code as it draws them; the mean context
-size of each entrant is reported next to its times.
+Each round times one step of every entrant, in an order that rotates from round to round, so all see
+the same machine load. Besides wall time it records the process CPU time of each step: with
+``OMP_NUM_THREADS=1`` that leaves out the time spent waiting for a core on a shared machine. Mask
+sizes are drawn by each code as it draws them; the mean context size of each entrant is reported
+next to its times.
 
     python benchmarks/original_step.py --original /tmp/original --rounds 10
 """
@@ -317,15 +319,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     points = (torch.rand(args.batch_size, args.num_points, 3) * 2 - 1).contiguous()
     entrants = build_entrants(args, points)
 
-    first_step_s = {}
+    first_step_s, first_step_cpu_s = {}, {}
     for name, entrant in entrants.items():  # warm-up (and, compiled, the compilation)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         entrant.step()
         first_step_s[name] = time.perf_counter() - start
+        first_step_cpu_s[name] = time.process_time() - cpu_start
         entrant.timer.steps.clear()
         entrant.context_sizes.clear()
     names = list(entrants)
     step_ms: dict[str, list[float]] = {name: [] for name in names}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in names}
     loads = [os.getloadavg()[0]]
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:  # the order rotates
@@ -334,9 +338,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 torch.manual_seed(args.seed + r)  # the original draws its masks from the global generator
             else:
                 entrant.generator.manual_seed(args.seed + r)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             entrant.step()
             step_ms[name].append((time.perf_counter() - start) * 1e3)
+            cpu_ms[name].append((time.process_time() - cpu_start) * 1e3)
         loads.append(os.getloadavg()[0])
 
     result: dict[str, Any] = {
@@ -344,8 +349,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
         "load_average_1min": {"start": loads[0], "end": loads[-1], "max": max(loads), "min": min(loads)},
         "first_step_s": first_step_s,
+        "first_step_cpu_s": first_step_cpu_s,
         "step_ms": {name: summary(times) for name, times in step_ms.items()},
         "rounds_ms": step_ms,
+        "cpu_ms": {name: summary(times) for name, times in cpu_ms.items()},
+        "rounds_cpu_ms": cpu_ms,
+        "ratio_to_original_cpu_median": {
+            name: statistics.median(o / t for o, t in zip(cpu_ms["original"], times)) for name, times in cpu_ms.items()
+        },
         "stages_median_ms": {name: stage_times(e.timer, statistics.median) for name, e in entrants.items()},
         "stages_min_ms": {name: stage_times(e.timer, min) for name, e in entrants.items()},
         "mean_context_tokens": {name: statistics.fmean(e.context_sizes) for name, e in entrants.items()},
@@ -368,7 +379,8 @@ def report(result: dict[str, Any]) -> None:
         f"machine: {result['machine']}",
         f"settings: {result['settings']}",
         f"1-min load average over the rounds: {load['min']:.2f}-{load['max']:.2f}",
-        "first step (s): " + ", ".join(f"{n} {s:.1f}" for n, s in result["first_step_s"].items()),
+        "first step, wall (cpu) s: "
+        + ", ".join(f"{n} {s:.1f} ({result['first_step_cpu_s'][n]:.1f})" for n, s in result["first_step_s"].items()),
         f"{'':<16}" + "".join(f"{n:>16}" for n in names),
     ]
     for stage in STAGES:
@@ -382,8 +394,15 @@ def report(result: dict[str, Any]) -> None:
     for key in ("median", "min", "max"):
         lines.append(f"{'step ' + key:<16}" + "".join(f"{result['step_ms'][n][key]:>14.1f}" for n in names))
     lines.append(f"{'context tokens':<16}" + "".join(f"{result['mean_context_tokens'][n]:>14.1f}" for n in names))
-    lines.append(f"{'original/this':<16}" + "".join(f"{result['ratio_to_original_median'][n]:>13.2f}x" for n in names))
-    lines.append("(stage rows: median (min) ms over the rounds; ratios: median over the rounds of original / this)")
+    lines.append(f"{'original/this':<16}" + "".join(f"{result['ratio_to_original_median'][n]:>15.2f}x" for n in names))
+    for key in ("median", "min", "max"):
+        lines.append(f"{'cpu ' + key:<16}" + "".join(f"{result['cpu_ms'][n][key]:>16.1f}" for n in names))
+    ratios = result["ratio_to_original_cpu_median"]
+    lines.append(f"{'original/this':<16}" + "".join(f"{ratios[n]:>15.2f}x" for n in names) + "  (cpu)")
+    lines.append(
+        "(stage rows: median (min) wall ms over the rounds; cpu: process CPU time per step, which with one thread "
+        "leaves out the time spent waiting for a core; ratios: median over the rounds of original / this)"
+    )
     print("\n".join(lines))
 
 
