@@ -29,6 +29,7 @@ next to its times.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -242,6 +243,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-groups", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds (after one warm-up of each)")
     parser.add_argument("--compile", action="store_true", help="also time ours with the model's torch.compile")
+    parser.add_argument("--bf16", action="store_true", help="also time ours with bf16 autocast (CPU: bf16-mixed)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args(argv)
@@ -297,15 +299,17 @@ def build_entrants(args: argparse.Namespace, points: torch.Tensor) -> dict[str, 
     entrants["reference"] = Entrant(reference_step, ref_timer, ref_gen, [])
     models = {"original": original.student, "reference": reference.student}
 
-    for name in ["ours"] + (["ours+compile"] if args.compile else []):
+    variants = ["ours"] + (["ours+compile"] if args.compile else []) + (["ours+bf16"] if args.bf16 else [])
+    for name in variants:
         model = build_model(PUBLISHED_CONFIG, args.num_groups, args.subsample_points).train()
         model.load_state_dict(state)
         if name == "ours+compile":
             compile_model(model)
+        precision = "bf16" if name == "ours+bf16" else "fp32"
         our_timer, opt, gen = StageTimer(points.device), make_optimizer(model), torch.Generator()
         attach_stage_marks(model, our_timer)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        step = lambda m=model, o=opt, g=gen, t=our_timer, s=scaler: optimised_step(m, o, s, points, g, "fp32", t)  # noqa: E731
+        step = functools.partial(optimised_step, model, opt, scaler, points, gen, precision, our_timer)
         entrants[name] = Entrant(step, our_timer, gen, [])
         models[name] = model.student
     for name, student in models.items():
