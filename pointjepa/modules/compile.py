@@ -23,10 +23,11 @@ def compile_forward(module: nn.Module, dynamic: bool | None = None, backend: str
     compiled = torch.compile(type(module).forward, dynamic=dynamic, backend=backend)
 
     def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        with fx_config.patch(use_duck_shape=False):  # read when a graph is traced, not when it runs
+        # read when a graph is traced, not when it runs; torch adds ``patch`` to its config modules at import
+        with fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
             return compiled(self, *args, **kwargs)
 
-    module.forward = types.MethodType(forward, module)  # type: ignore[method-assign]
+    module.forward = types.MethodType(forward, module)
 
 
 def compile_step_modules(
