@@ -222,8 +222,10 @@ class PointJepaCLI(LightningCLI):
         package's loader (Lightning's read is weights-only whatever ``--weights_only`` says) and without
         ``NOT_FROM_CHECKPOINT``."""
         subcommand = self.config.get("subcommand")
-        config = self.config[subcommand] if subcommand else None
-        path = config.get("ckpt_path") if config else None
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
         if not path or not Path(path).is_file():
             return
         checkpoint = load_checkpoint(path, trusted=config.get("weights_only") is False, mmap=True)

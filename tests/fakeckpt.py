@@ -142,7 +142,8 @@ def lightning1_state(weights: dict[str, torch.Tensor], version: str, monitor: st
     }
     best = "artifacts/pretraining/version_0/checkpoints/epoch=499-step=40500.ckpt"
     checkpoint_key = (
-        f"ModelCheckpoint{{'monitor': '{monitor}', 'mode': 'max', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
+        f"ModelCheckpoint{{'monitor': '{monitor}', 'mode': '{'min' if 'loss' in monitor else 'max'}', "
+        "'every_n_train_steps': 0, 'every_n_epochs': 1, "
         "'train_time_interval': None}"
     )
     training = adamw_state(weights)

@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from pointjepa.api import load_encoder
+from pointjepa.api import load_classifier, load_encoder
 from pointjepa.utils.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
 from pointjepa.utils.checkpoint_types import NumpyDtype, numpy_scalar
+from tests.conftest import tiny_classifier
 from tests.fakeckpt import (
     BASE_MODEL_LAYOUTS,
     LAYOUTS,
     NUMPY1_PICKLE,
+    lightning1_state,
     plant_namespace,
     tiny_backbone_state,
     write_checkpoint,
@@ -37,6 +39,16 @@ def test_every_published_layout_loads_weights_only(tmp_path, layout):
         assert set(checkpoint) == {"base_model", "optimizer", "epoch", "metrics", "best_metrics"}
     if layout == "point_bert":  # the SVM accuracy of Point-BERT's pretraining: a numpy float64
         assert type(checkpoint["metrics"]["acc"]) is np.float64 and checkpoint["metrics"]["acc"] == 0.9
+
+
+def test_an_original_fine_tuned_classifier_loads_weights_only(tmp_path):
+    model = tiny_classifier()
+    hparams = {k: v for k, v in model.hparams.items() if k != "num_classes"}  # as the original's checkpoints
+    state = model.state_dict()
+    checkpoint = {"state_dict": state, "hyper_parameters": hparams, **lightning1_state(state, "1.9.5", "val_acc")}
+    torch.save(checkpoint, tmp_path / "o.ckpt")
+    loaded = load_classifier(tmp_path / "o.ckpt", 5, 2, torch.device("cpu"))
+    assert torch.equal(loaded.cls_head.state_dict()["4.weight"], model.cls_head.state_dict()["4.weight"])
 
 
 @pytest.mark.parametrize("pickle_module", [None, NUMPY1_PICKLE], ids=["numpy2", "numpy1"])

@@ -59,7 +59,7 @@ class UnsafeCheckpointError(CheckpointError):
         return UnsafeCheckpointError(self.path, self.blocked, opt_in)
 
 
-def allowed_checkpoint_types() -> AbstractContextManager:
+def allowed_checkpoint_types() -> AbstractContextManager[None]:
     """Inside, ``torch.load(weights_only=True)`` also builds the types of ``checkpoint_types.SAFE_GLOBALS``."""
     return torch.serialization.safe_globals(list(SAFE_GLOBALS))
 

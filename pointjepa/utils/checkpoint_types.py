@@ -29,14 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pickle import UnpicklingError
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
 #: numpy dtype kinds a checkpoint's numpy scalar may have: bool, signed and unsigned integer, float, complex.
 NUMERIC_KINDS = "biufc"
+ByteOrder = Literal["<", ">", "|", "="]
 #: Byte orders in a pickled dtype's state.
-BYTE_ORDERS = "<>|="
+BYTE_ORDERS: tuple[ByteOrder, ...] = get_args(ByteOrder)
 
 
 class NumpyDtype:
@@ -56,10 +57,10 @@ class NumpyDtype:
         self.dtype = dtype
 
     def __setstate__(self, state: Any) -> None:
-        order = state[1] if isinstance(state, tuple) and len(state) > 1 else None
+        order: Any = state[1] if isinstance(state, tuple) and len(state) > 1 else None
         if not isinstance(order, str) or order not in BYTE_ORDERS:
-            raise UnpicklingError(f"numpy.dtype state {state!r}: expected a byte order among {BYTE_ORDERS!r}")
-        self.dtype = self.dtype.newbyteorder(order)
+            raise UnpicklingError(f"numpy.dtype state {state!r}: expected a byte order among {BYTE_ORDERS}")
+        self.dtype = self.dtype.newbyteorder(cast(ByteOrder, order))
 
 
 def numpy_scalar(dtype: NumpyDtype, data: Any) -> np.generic:
