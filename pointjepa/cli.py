@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import sys
@@ -210,7 +211,9 @@ class PointJepaCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``--weights_only`` defaults to true (torch's default, made explicit). Lightning reads ``--ckpt_path``
         right after parsing; check the file first for a clear error."""
-        parser.set_defaults({f"{subcommand}.weights_only": True for subcommand in self.subcommands()})
+        for subcommand in self.subcommands():
+            with contextlib.suppress(KeyError):  # no subcommands (``run=False``): no --weights_only
+                parser.set_defaults({f"{subcommand}.weights_only": True})
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
