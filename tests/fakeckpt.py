@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import shlex
-import types
+import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import torch
@@ -29,8 +28,20 @@ Layout = Literal["ours", "original", "point2vec", "point_mae", "point_bert", "po
 LAYOUTS: tuple[Layout, ...] = ("ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned")
 #: Layouts of Point-MAE / Point-BERT: no qkv bias, no hyper-parameters in the checkpoint.
 BASE_MODEL_LAYOUTS: tuple[Layout, ...] = ("point_mae", "point_bert", "point_bert_finetuned")
+
+
+class BackboneSizes(TypedDict):
+    """Sizes of a backbone under `build_backbone`'s names."""
+
+    num_groups: int
+    group_size: int
+    dim: int
+    depth: int
+    heads: int
+
+
 #: ``BACKBONE`` under `build_backbone`'s names.
-TINY = dict(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
+TINY = BackboneSizes(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
 
 
 def tiny_backbone_state(
@@ -188,20 +199,19 @@ def base_model_state(base: dict[str, torch.Tensor], epoch: int, acc: Any, best_a
     }
 
 
-class _Numpy1Pickler(pickle._Pickler):
-    """Pickles numpy scalars under numpy 1.x's name, ``numpy.core.multiarray.scalar`` (numpy 2 writes
-    ``numpy._core.multiarray.scalar``)."""
-
-    def save_global(self, obj: Any, name: str | None = None) -> None:
-        if obj is np._core.multiarray.scalar:
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\nscalar\n")
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-
-#: A ``pickle_module`` for ``torch.save`` that writes numpy scalars as numpy 1.x did.
-NUMPY1_PICKLE = types.SimpleNamespace(Pickler=_Numpy1Pickler, __name__="numpy1_pickle")
+def save_as_numpy1(checkpoint: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` with numpy scalars under numpy 1.x's name, ``numpy.core.multiarray.scalar`` (numpy 2 writes
+    ``numpy._core.multiarray.scalar``): the pickle inside the zip is rewritten (protocol 2 names globals in text)."""
+    path = Path(path)
+    torch.save(checkpoint, path)
+    with zipfile.ZipFile(path) as archive:
+        records = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for info, data in records:
+            if info.filename.endswith("/data.pkl"):
+                data = data.replace(b"cnumpy._core.multiarray\nscalar\n", b"cnumpy.core.multiarray\nscalar\n")
+            archive.writestr(info, data)
+    return path
 
 
 class RunsCommand:
@@ -305,6 +315,4 @@ def layout_checkpoint(layout: Layout, backbone: dict[str, torch.Tensor]) -> dict
 def write_checkpoint(path: str | Path, layout: Layout, backbone: dict[str, torch.Tensor]) -> Path:
     """Save ``layout_checkpoint(layout, backbone)`` to ``path`` (numpy scalars under numpy 1.x's names, as in
     the published Point-MAE / Point-BERT files); returns the path."""
-    path = Path(path)
-    torch.save(layout_checkpoint(layout, backbone), path, pickle_module=NUMPY1_PICKLE)
-    return path
+    return save_as_numpy1(layout_checkpoint(layout, backbone), path)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ import pointjepa
 from pointjepa.__main__ import main as pretrain
 from pointjepa.api import load_classifier
 from pointjepa.cli import NOT_FROM_CHECKPOINT, run_cli
-from pointjepa.eval import embedding_cluster_vis, plot_confusion, svm, target_context_vis, voting
+from pointjepa.eval import embed, embedding_cluster_vis, plot_confusion, svm, target_context_vis, voting
 from pointjepa.tasks.classification import main as classify
 from pointjepa.tasks.part_segmentation import main as segment
 from pointjepa.utils.checkpoint import CheckpointError, UnsafeCheckpointError, load_checkpoint
@@ -120,6 +121,12 @@ def test_the_other_eval_commands_refuse_it(files, command, checkpoint, args):
         command.main(["--ckpt", str(getattr(files, checkpoint)), *SHAPES, "--device=cpu", *args])
 
 
+def test_the_embed_command_refuses_it(files, tmp_path):
+    np.save(tmp_path / "cloud.npy", np.random.default_rng(0).random((256, 3), dtype=np.float32))
+    with pytest.raises(UnsafeCheckpointError, match=r"posix\.system.*--trust_checkpoint"):
+        embed.main(["--ckpt", str(files.hostile_pretraining), "--input", str(tmp_path), "--device=cpu"])
+
+
 def test_pretraining_refuses_it_as_pretrained_weights_in_one_line(files, tmp_path, capsys):
     args = pretraining_args(tmp_path, *QUIET, f"--model.pretrained_ckpt_path={files.hostile_pretraining}")
     error = one_line_error(lambda: pretrain(args), capsys)
@@ -153,7 +160,7 @@ def test_the_command_opt_in_loads_a_file_that_needs_pickle(files, tmp_path, caps
         voting.main(args)
     voting.main([*args, "--trust_checkpoint"])
     assert "1/1 vote accuracy" in capsys.readouterr().out
-    for command in (svm.main, voting.main, plot_confusion.main):
+    for command in (svm.main, voting.main, plot_confusion.main, embed.main):
         text = help_text(lambda: command(["--help"]), capsys)  # noqa: B023
         assert "--trust_checkpoint" in text and "runs any code it carries" in text
 

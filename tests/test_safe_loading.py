@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from tests.conftest import tiny_classifier
 from tests.fakeckpt import (
     BASE_MODEL_LAYOUTS,
     LAYOUTS,
-    NUMPY1_PICKLE,
     lightning1_state,
     plant_namespace,
+    save_as_numpy1,
     tiny_backbone_state,
     write_checkpoint,
 )
@@ -51,11 +52,13 @@ def test_an_original_fine_tuned_classifier_loads_weights_only(tmp_path):
     assert torch.equal(loaded.cls_head.state_dict()["4.weight"], model.cls_head.state_dict()["4.weight"])
 
 
-@pytest.mark.parametrize("pickle_module", [None, NUMPY1_PICKLE], ids=["numpy2", "numpy1"])
-def test_numeric_numpy_scalars_load_under_both_numpy_names(tmp_path, pickle_module):
+@pytest.mark.parametrize("save", [torch.save, save_as_numpy1], ids=["numpy2", "numpy1"])
+def test_numeric_numpy_scalars_load_under_both_numpy_names(tmp_path, save):
     values = [np.float64(93.25), np.float32(-1.5), np.int64(-7), np.uint8(200), np.bool_(True), np.complex64(1 - 2j)]
     values.append(np.array([2.5], dtype=">f8")[0])  # big-endian
-    torch.save({"metrics": values}, tmp_path / "n.pth", **({"pickle_module": pickle_module} if pickle_module else {}))
+    save({"metrics": values}, tmp_path / "n.pth")
+    old_name = b"numpy.core.multiarray\nscalar" in zipfile.ZipFile(tmp_path / "n.pth").read("n/data.pkl")
+    assert old_name == (save is save_as_numpy1)
     loaded = load_checkpoint(tmp_path / "n.pth")["metrics"]
     assert [type(v) for v in loaded] == [type(v) for v in values] and loaded == values
 

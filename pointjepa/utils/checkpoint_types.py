@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pickle import UnpicklingError
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class NumpyDtype:
         order: Any = state[1] if isinstance(state, tuple) and len(state) > 1 else None
         if not isinstance(order, str) or order not in BYTE_ORDERS:
             raise UnpicklingError(f"numpy.dtype state {state!r}: expected a byte order among {BYTE_ORDERS}")
-        self.dtype = self.dtype.newbyteorder(cast(ByteOrder, order))
+        self.dtype = self.dtype.newbyteorder(order)
 
 
 def numpy_scalar(dtype: NumpyDtype, data: Any) -> np.generic:
