@@ -154,6 +154,7 @@ def load_encoder(
     heads: int | None = None,
     num_points: int | None = None,
     transformations: Sequence[str] | None = None,
+    trusted: bool = False,
 ) -> PointEncoder:
     """Load a pretrained or fine-tuned backbone as an eval-mode ``PointEncoder`` on ``device``.
 
@@ -169,10 +170,12 @@ def load_encoder(
     FPS to 1024 points, center, unit sphere (clouds with fewer points are refused, as by the model).
     ``num_points`` (FPS size) and ``transformations`` (transform names) override them.
 
-    Raises ``CheckpointError`` for unreadable files, unknown layouts, and weights that are missing or
-    do not fit (naming the parameter).
+    The file is read weights-only (``load_checkpoint``): one that needs pickle code is refused with an
+    ``UnsafeCheckpointError``; ``trusted=True`` loads it with full pickle, which runs any code it carries (only for
+    a file whose source you trust). Raises ``CheckpointError`` for unreadable files, unknown layouts, and weights
+    that are missing or do not fit (naming the parameter).
     """
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, trusted=trusted)
     state = backbone_state_dict(checkpoint)
     arch = _architecture(checkpoint, state, path)
     overrides = dict(num_groups=num_groups, group_size=group_size, heads=heads)
@@ -194,15 +197,18 @@ def load_classifier(
     vote_num: int,
     device: torch.device,
     vote_method: VoteMethod = "random_start",
+    trusted: bool = False,
 ) -> PointJepaClassification:
-    """A fine-tuned classification checkpoint (ours or the original layout) as an eval-mode model."""
+    """A fine-tuned classification checkpoint (ours or the original layout) as an eval-mode model; read
+    weights-only unless ``trusted`` (as ``load_encoder``)."""
     from pointjepa.models.classification import PointJepaClassification  # Lightning: only when asked for
 
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, trusted=trusted)
     if "state_dict" not in checkpoint or not any(k.startswith("cls_head.") for k in checkpoint["state_dict"]):
         raise CheckpointError(f"{path}: not a classification checkpoint (no cls_head.* weights)")
     hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
-    hparams.update(num_classes=num_classes, vote_num=vote_num, vote_method=vote_method, pretrained_ckpt_path=None)
+    hparams.update(num_classes=num_classes, vote_num=vote_num, vote_method=vote_method)
+    hparams.update(pretrained_ckpt_path=None, pretrained_ckpt_trusted=False)  # a file cannot vouch for another
     model = PointJepaClassification(**hparams)
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import sys
@@ -25,9 +26,19 @@ from pointjepa.callbacks.metrics_summary import MetricsSummary
 from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
 from pointjepa.callbacks.resume import ExactResume
 from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
-from pointjepa.utils.checkpoint import CheckpointError
+from pointjepa.utils.checkpoint import (
+    TRUST_RISK,
+    CheckpointError,
+    allowed_checkpoint_types,
+    load_checkpoint,
+    opt_in_named,
+)
 
 WANDB_PROJECT = "point-jepa"
+#: The opt-in of ``--ckpt_path`` for a file that needs pickle code (Lightning's own option).
+RESUME_TRUST_OPTION = "--weights_only false"
+#: Model options that a checkpoint's hyper-parameters never set: it names no other file to load, grants no trust.
+NOT_FROM_CHECKPOINT = ("_instantiator", "pretrained_ckpt_path", "pretrained_ckpt_trusted")
 
 
 def default_precision() -> str:
@@ -54,8 +65,9 @@ def use_wandb_offline_without_login() -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
-def check_resume_checkpoint(path: str | None) -> None:
-    """Fail early, naming the file, when ``--ckpt_path`` is missing, empty or not a complete checkpoint."""
+def check_resume_checkpoint(path: str | None, trusted: bool = False) -> None:
+    """Fail early, naming the file, when ``--ckpt_path`` is missing, empty, not a complete checkpoint, or (unless
+    ``trusted``) needs pickle code to load."""
     if path is None or path in ("last", "best", "hpc", "registry"):
         return
     file = Path(path)
@@ -70,6 +82,11 @@ def check_resume_checkpoint(path: str | None) -> None:
         ) from err
     if not any(name.endswith("data.pkl") for name in names):
         raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
+    try:
+        with opt_in_named(RESUME_TRUST_OPTION):
+            load_checkpoint(file, trusted=trusted, mmap=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"--ckpt_path {err}") from err
 
 
 def as_list(value: Any) -> list[Any]:
@@ -163,9 +180,19 @@ class PointJepaCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("save_config_callback", SaveConfigToWandb)
         kwargs.setdefault("seed_everything_default", 1)
-        super().__init__(
-            model_class, pl.LightningDataModule, subclass_mode_data=True, trainer_defaults=defaults, **kwargs
+        with allowed_checkpoint_types():  # Lightning's reads of --ckpt_path allow what the package's loader does
+            super().__init__(
+                model_class, pl.LightningDataModule, subclass_mode_data=True, trainer_defaults=defaults, **kwargs
+            )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Each parser's --help ends with what ``--weights_only false`` risks."""
+        kwargs.setdefault(
+            "epilog",
+            f"Checkpoints are read weights-only (--weights_only true). --weights_only false reads --ckpt_path, and "
+            f"--model.pretrained_ckpt_trusted true reads --model.pretrained_ckpt_path, with full pickle: {TRUST_RISK}.",
         )
+        return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Not a Lightning callback key: ``instantiate_trainer`` decides whether it is added.
@@ -182,11 +209,32 @@ class PointJepaCLI(LightningCLI):
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Lightning reads ``--ckpt_path`` right after parsing; check the file first for a clear error."""
+        """``--weights_only`` defaults to true (torch's default, made explicit). Lightning reads ``--ckpt_path``
+        right after parsing; check the file first for a clear error."""
+        for subcommand in self.subcommands():
+            with contextlib.suppress(KeyError):  # no subcommands (``run=False``): no --weights_only
+                parser.set_defaults({f"{subcommand}.weights_only": True})
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
-            check_resume_checkpoint(self.config[subcommand].get("ckpt_path"))
+            config = self.config[subcommand]
+            check_resume_checkpoint(config.get("ckpt_path"), trusted=config.get("weights_only") is False)
+
+    def _parse_ckpt_path(self) -> None:
+        """As Lightning's: the model config takes the hyper-parameters saved in ``--ckpt_path``, but read by the
+        package's loader (Lightning's read is weights-only whatever ``--weights_only`` says) and without
+        ``NOT_FROM_CHECKPOINT``."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        path = config.get("ckpt_path")
+        if not path or not Path(path).is_file():
+            return
+        checkpoint = load_checkpoint(path, trusted=config.get("weights_only") is False, mmap=True)
+        hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k not in NOT_FROM_CHECKPOINT}
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The Trainer with the ``checkpoint:`` ModelCheckpoint after ``trainer.callbacks``, unless

@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from pointjepa.utils.checkpoint import load_checkpoint
 
 
 def best_score(last_ckpt: Path) -> float:
     """The best monitored value the ModelCheckpoint callback recorded in ``last.ckpt``."""
-    checkpoint = torch.load(last_ckpt, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(last_ckpt)
     for key, state in checkpoint.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
             return float(state["best_model_score"])

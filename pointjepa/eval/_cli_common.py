@@ -13,14 +13,17 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 from torch.utils.data import DataLoader
 
+from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION
+
 Split = Literal["train", "val", "test"]
 
 
 def build_parser(description: str, prog: str, default_output: str) -> ArgumentParser:
-    """Parser with ``--ckpt``, ``--config`` / ``--data.*``, ``--split``, ``--batch_size``, ``--output``, ``--dpi``,
-    ``--device``."""
+    """Parser with ``--ckpt``, ``--trust_checkpoint``, ``--config`` / ``--data.*``, ``--split``, ``--batch_size``,
+    ``--output``, ``--dpi``, ``--device``."""
     parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=str, required=True, help="checkpoint file")
+    parser.add_argument(TRUST_OPTION, action="store_true", help=TRUST_HELP)
     parser.add_argument("--config", type=str | None, default=None, help="training config whose data: section to use")
     parser.add_subclass_arguments(
         pl.LightningDataModule, "data", required=False, help="data module (overrides --config)"

@@ -34,6 +34,7 @@ from pointjepa.datasets.cloud_cache import iterate_clouds
 from pointjepa.datasets.folder_index import folder_class, list_cloud_files
 from pointjepa.datasets.point_files import SUFFIXES
 from pointjepa.eval._cli_common import pick_device
+from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION, opt_in_named
 from pointjepa.utils.io import atomic_write
 from pointjepa.viz import save_png, tsne_figure
 
@@ -97,6 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ckpt", required=True, help="pretraining or fine-tuned checkpoint (any layout load_encoder reads)"
     )
+    parser.add_argument(TRUST_OPTION, action="store_true", help=TRUST_HELP)
     parser.add_argument("--input", required=True, help="a folder, one file, or a glob (quote it)")
     parser.add_argument("--output", default="features.npz", help="the .npz to write (default: %(default)s)")
     parser.add_argument("--neighbors", type=int, default=0, metavar="K", help="also write each file's K nearest files")
@@ -135,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     if args.tsne is not None and len(files) < 3:
         raise ValueError(f"--tsne: needs at least 3 files, --input gives {len(files)}")
     device = pick_device(args.device)
-    encoder = load_encoder(args.ckpt, device=device, num_points=args.num_points)
+    with opt_in_named(TRUST_OPTION):
+        encoder = load_encoder(args.ckpt, device=device, num_points=args.num_points, trusted=args.trust_checkpoint)
     if encoder.num_points is not None and args.sample_points < encoder.num_points:
         raise ValueError(
             f"--sample_points {args.sample_points}: fewer than the {encoder.num_points} points the encoder "

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.metrics.svm import extract_features
+from pointjepa.utils.checkpoint import TRUST_OPTION, opt_in_named
 from pointjepa.viz import label_names, save_png, tsne_figure
 
 
@@ -52,7 +53,8 @@ def main(args: Sequence[str] | None = None) -> Path:
             f"--num_points must be positive and --max_samples at least 3, got {cfg.num_points} and {cfg.max_samples}"
         )
     device = pick_device(cfg.device)
-    encoder = load_encoder(cfg.ckpt, device=device, num_points=cfg.num_points)
+    with opt_in_named(TRUST_OPTION):
+        encoder = load_encoder(cfg.ckpt, device=device, num_points=cfg.num_points, trusted=cfg.trust_checkpoint)
     embed = encoder.seeded(cfg.seed)
 
     loader = split_loader(datamodule, cfg.split)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from pointjepa.api import load_classifier
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.models.classification import PointJepaClassification
+from pointjepa.utils.checkpoint import TRUST_OPTION, opt_in_named
 from pointjepa.viz import confusion_figure, label_names, save_png
 from pointjepa.viz.confusion import Normalize
 
@@ -52,7 +53,8 @@ def main(args: Sequence[str] | None = None) -> Path:
     if not isinstance(num_classes, int):
         raise ValueError(f"--data: {type(datamodule).__name__} has no num_classes (expected a classifying data module)")
     loader = split_loader(datamodule, cfg.split)
-    model = load_classifier(cfg.ckpt, num_classes, vote_num=1, device=device)
+    with opt_in_named(TRUST_OPTION):
+        model = load_classifier(cfg.ckpt, num_classes, vote_num=1, device=device, trusted=cfg.trust_checkpoint)
     counts = confusion_matrix(model, loader, device, progress=True)
     title = f"{Path(cfg.ckpt).name}, {cfg.split} split"
     figure = confusion_figure(counts, label_names(datamodule, model.num_classes), title, cfg.normalize)

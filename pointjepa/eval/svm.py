@@ -25,6 +25,7 @@ import yaml
 
 from pointjepa.api import PointEncoder, load_encoder
 from pointjepa.metrics.svm import extract_features, linear_svm_accuracy
+from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION, opt_in_named
 from pointjepa.utils.io import atomic_write
 
 if TYPE_CHECKING:  # the data modules are imported when a data set is asked for
@@ -123,6 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         required=True,
         help="pretraining checkpoint (ours, original Point-JEPA / Point2Vec, Point-MAE / Point-BERT)",
     )
+    parser.add_argument(TRUST_OPTION, action="store_true", help=TRUST_HELP)
     parser.add_argument(
         "--data",
         nargs="+",
@@ -167,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
         datamodules = {name: BUILTIN_DATA[name](Path(args.data_root), args.batch_size) for name in names}
     Cs = args.C or [DEFAULT_C if config_C is None else config_C]
     device = torch.device(args.device)
-    encoder = load_encoder(args.ckpt, device=device, num_points=args.num_points)
+    with opt_in_named(TRUST_OPTION):
+        encoder = load_encoder(args.ckpt, device=device, num_points=args.num_points, trusted=args.trust_checkpoint)
     result: dict = {"ckpt": str(args.ckpt), "num_points": encoder.num_points, "seeds": args.seeds, "results": {}}
     for name, datamodule in datamodules.items():
         runs = np.array([probe(encoder, datamodule, device, seed, Cs) for seed in args.seeds])  # (S, C, 2)

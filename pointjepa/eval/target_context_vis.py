@@ -21,14 +21,14 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
 from pointjepa.models.point_jepa import PointJepa
-from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint
+from pointjepa.utils.checkpoint import TRUST_OPTION, CheckpointError, load_checkpoint, opt_in_named
 from pointjepa.viz import choose_blocks, save_png, target_context_figure
 
 
 def point_jepa_from_hparams(hparams: dict, source: str) -> PointJepa:
     """``PointJepa`` of a checkpoint's hyper-parameters or a config's ``model:`` section, without SVM
     validation and pretrained weights; keys it does not know are reported and left out."""
-    left_out = {"self", "svm_validation", "pretrained_ckpt_path"}
+    left_out = {"self", "svm_validation", "pretrained_ckpt_path", "pretrained_ckpt_trusted"}
     accepted = set(PointJepa.config_keys()) - left_out
     ignored = sorted(k for k in hparams if k not in accepted | left_out and not k.startswith("_"))
     if ignored:
@@ -36,10 +36,10 @@ def point_jepa_from_hparams(hparams: dict, source: str) -> PointJepa:
     return PointJepa(**{k: v for k, v in hparams.items() if k in accepted})
 
 
-def model_from_checkpoint(path: str) -> PointJepa:
+def model_from_checkpoint(path: str, trusted: bool = False) -> PointJepa:
     """The ``PointJepa`` of a pretraining checkpoint's hyper-parameters (ours or the original's; no weights
-    are needed: grouping, sequencing and sampling do not depend on them)."""
-    checkpoint = load_checkpoint(path)
+    are needed: grouping, sequencing and sampling do not depend on them); read weights-only unless ``trusted``."""
+    checkpoint = load_checkpoint(path, trusted=trusted)
     state = checkpoint.get("state_dict", {})
     if not any(key.startswith(("student.", "predictor.")) for key in state):
         raise CheckpointError(f"{path}: not a Point-JEPA pretraining checkpoint (no student.* / predictor.* weights)")
@@ -55,7 +55,8 @@ def main(args: Sequence[str] | None = None) -> Path:
     if cfg.index < 0:
         parser.error(f"--index: expected >= 0, got {cfg.index}")
     device = pick_device(cfg.device)
-    model = model_from_checkpoint(cfg.ckpt).to(device)
+    with opt_in_named(TRUST_OPTION):
+        model = model_from_checkpoint(cfg.ckpt, trusted=cfg.trust_checkpoint).to(device)
     dataset = split_loader(datamodule, cfg.split).dataset
     if not isinstance(dataset, Sized):
         raise ValueError(f"--index: the {cfg.split} split is a stream without a length; expected a map-style data set")

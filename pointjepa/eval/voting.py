@@ -30,6 +30,7 @@ from pointjepa.api import load_classifier
 from pointjepa.eval._cli_common import parse_data_args, pick_device
 from pointjepa.models.classification import PointJepaClassification, VoteMethod
 from pointjepa.modules.transforms import fps_subsample
+from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION, opt_in_named
 from pointjepa.utils.io import atomic_write
 
 
@@ -66,6 +67,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--ckpt", "--finetuned_ckpt_path", type=str, required=True, help="fine-tuned classification checkpoint"
     )
+    parser.add_argument(TRUST_OPTION, action="store_true", help=TRUST_HELP)
     parser.add_argument("--config", type=str | None, default=None, help="training config whose data: section to use")
     parser.add_subclass_arguments(
         pl.LightningDataModule, "data", required=False, help="data module (overrides --config)"
@@ -99,7 +101,10 @@ def main(args: list[str] | None = None) -> None:
     device = pick_device(cfg.device)
 
     datamodule.setup("validate")
-    model = load_classifier(cfg.ckpt, datamodule.num_classes, cfg.vote_num, device, cfg.vote_method)
+    with opt_in_named(TRUST_OPTION):
+        model = load_classifier(
+            cfg.ckpt, datamodule.num_classes, cfg.vote_num, device, cfg.vote_method, trusted=cfg.trust_checkpoint
+        )
     pl.seed_everything(cfg.seed, verbose=False)
     plain = 100 * accuracy(partial(plain_pass, model), datamodule.val_dataloader(), device)
     print(f"{cfg.ckpt}: accuracy without voting {plain:.2f}%")

@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
+from pointjepa.utils.checkpoint import opt_in_named
 from pointjepa.utils.optim import warmup_cosine_schedule
 from pointjepa.utils.pretrained import load_backbone
 
@@ -40,6 +41,9 @@ class BackboneModule(pl.LightningModule):
         lr_scheduler_cosine_eta_min: learning rate reached at max_epochs.
         pretrained_ckpt_path: weights loaded when fitting starts (any supported checkpoint layout); a model
             restored from a checkpoint keeps the checkpoint's weights.
+        pretrained_ckpt_trusted: read ``pretrained_ckpt_path`` with full pickle instead of weights-only. A file
+            that needs it can run any code it carries: only for a file whose source you trust. Never saved in
+            checkpoints nor taken from them.
         train_transformations: transforms of training clouds (subsample, scale, center, unit_sphere, rotate,
             translate, height_norm).
         val_transformations: transforms of evaluation clouds.
@@ -81,6 +85,7 @@ class BackboneModule(pl.LightningModule):
         lr_scheduler_linear_warmup_start_lr: float = 1e-6,
         lr_scheduler_cosine_eta_min: float = 1e-6,
         pretrained_ckpt_path: str | None = None,
+        pretrained_ckpt_trusted: bool = False,
         train_transformations: list[str] = ["center", "unit_sphere"],
         val_transformations: list[str] = ["center", "unit_sphere"],
         transformation_scale_min: float = 0.8,
@@ -95,13 +100,13 @@ class BackboneModule(pl.LightningModule):
         fps_random_start_in_eval: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=list(self.hparams_ignore))
+        self.save_hyperparameters(ignore=[*self.hparams_ignore, "pretrained_ckpt_trusted"])
         self.num_tokens, self.encoder_dim, self.encoder_depth = tokenizer_num_groups, encoder_dim, encoder_depth
         self.fps_random_start_in_eval = fps_random_start_in_eval
         self.learning_rate, self.weight_decay = learning_rate, optimizer_adamw_weight_decay
         self.warmup_epochs, self.eta_min = lr_scheduler_linear_warmup_epochs, lr_scheduler_cosine_eta_min
         self.warmup_start_lr = lr_scheduler_linear_warmup_start_lr
-        self.pretrained_ckpt_path = pretrained_ckpt_path
+        self.pretrained_ckpt_path, self.pretrained_ckpt_trusted = pretrained_ckpt_path, pretrained_ckpt_trusted
         self._pretrained_loaded = False
         #: What trains in which epoch (None: everything, always); subclasses that freeze set it.
         self.unfreeze_schedule: UnfreezeSchedule | None = None
@@ -119,14 +124,15 @@ class BackboneModule(pl.LightningModule):
         return keys
 
     # ---- pretrained weights ------------------------------------------------------------------------
-    def load_pretrained(self, path: str) -> None:
+    def load_pretrained(self, path: str, trusted: bool = False) -> None:
         """Backbone weights (``tokenizer``, ``positional_encoding``, ``encoder``) of a checkpoint of any
-        supported layout; the task's other modules stay as they are."""
-        load_backbone(self, path)
+        supported layout; the task's other modules stay as they are. Read weights-only unless ``trusted``."""
+        load_backbone(self, path, trusted=trusted)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.pretrained_ckpt_path is not None and not self._pretrained_loaded:
-            self.load_pretrained(self.pretrained_ckpt_path)
+            with opt_in_named("pretrained_ckpt_trusted: true (--model.pretrained_ckpt_trusted true)"):
+                self.load_pretrained(self.pretrained_ckpt_path, trusted=self.pretrained_ckpt_trusted)
             self._pretrained_loaded = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -169,9 +169,10 @@ class PointJepaClassification(BackboneModule):
             logits = self(torch.cat(passes))
         return F.softmax(logits.float(), dim=-1).reshape(self.vote_num, len(points), -1).mean(0)
 
-    def load_pretrained(self, path: str) -> None:
-        """Backbone (and class token) weights from any supported checkpoint layout; the head stays new."""
-        load_backbone(self, path, ignore_encoder_layers=self.ignore_encoder_layers)
+    def load_pretrained(self, path: str, trusted: bool = False) -> None:
+        """Backbone (and class token) weights from any supported checkpoint layout; the head stays new. Read
+        weights-only unless ``trusted``."""
+        load_backbone(self, path, ignore_encoder_layers=self.ignore_encoder_layers, trusted=trusted)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         points, labels = batch[0], batch[1]

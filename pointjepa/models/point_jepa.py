@@ -189,13 +189,14 @@ class PointJepa(BackboneModule):
                 "lower one of them"
             )
 
-    def load_pretrained(self, path: str) -> None:
-        """Load weights (not optimizer state) from a pretraining checkpoint, ours or the original layout.
+    def load_pretrained(self, path: str, trusted: bool = False) -> None:
+        """Load weights (not optimizer state) from a pretraining checkpoint, ours or the original layout, read
+        weights-only unless ``trusted``.
 
         The teacher restarts as a copy of the loaded student with its step counter at 0, and NaN
         batch-norm running statistics are reset to 0 (mean) / 1 (variance).
         """
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path, trusted=trusted)
         state_dict = drop_original_extras(checkpoint.get("state_dict", checkpoint))
         result = self.load_state_dict(state_dict, strict=False)
         self.teacher.reset(self.student)

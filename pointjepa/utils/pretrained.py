@@ -101,16 +101,17 @@ def backbone_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 def load_backbone(
-    module: nn.Module, path: str | os.PathLike, ignore_encoder_layers: Iterable[int] = ()
+    module: nn.Module, path: str | os.PathLike, ignore_encoder_layers: Iterable[int] = (), trusted: bool = False
 ) -> tuple[list[str], list[str]]:
     """Load pretrained backbone weights from ``path`` into ``module`` (which has ``tokenizer``,
-    ``positional_encoding`` and ``encoder``), skipping encoder blocks in ``ignore_encoder_layers``.
+    ``positional_encoding`` and ``encoder``), skipping encoder blocks in ``ignore_encoder_layers``. The file is
+    read weights-only unless ``trusted`` (``load_checkpoint``).
 
     Raises ``CheckpointError`` naming the parameter when shapes do not fit. Batch-norm running
     statistics holding NaN are reset to 0 / 1 (with a warning). Prints one summary of what was
     loaded, missing and unexpected; returns (missing keys, unexpected keys).
     """
-    state = backbone_state_dict(load_checkpoint(path))
+    state = backbone_state_dict(load_checkpoint(path, trusted=trusted))
     ignored = tuple(f"encoder.blocks.{i}." for i in ignore_encoder_layers)
     state = {k: v for k, v in state.items() if not k.startswith(ignored)}
     own = module.state_dict()
