@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -279,6 +280,42 @@ def test_empty_fewshot_list_is_named(tmp_path):
     path.write_bytes(pickle.dumps({"train": [], "test": []}))
     with pytest.raises(DataError, match="0.pkl: 'train' is empty"):
         ModelNet40FewShotDataModule(str(data_dir), **LOADER).setup()
+
+
+def test_fewshot_fold_pickled_by_numpy_1_loads(tmp_path):
+    data_dir = write_fewshot(tmp_path, num_points=8)
+    path = data_dir / "5way_10shot" / "0.pkl"
+    fold = pickle.loads(path.read_bytes())
+    fold["train"] = [(points, np.int64(label), cls) for points, label, cls in fold["train"]]
+    old_names = pickle.dumps(fold, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray\n_reconstruct" in old_names and b"numpy.core.multiarray\nscalar" in old_names
+    path.write_bytes(old_names)
+    dm = ModelNet40FewShotDataModule(str(data_dir), **LOADER)
+    dm.setup()
+    np.testing.assert_array_equal(dm.train_dataset.points, np.stack([p[:, :3] for p, _, _ in fold["train"]]))
+
+
+class RunsCommand:
+    """Unpickles into ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+@pytest.mark.parametrize("payload", ["system", "object_array"])
+def test_hostile_fewshot_fold_is_refused_without_running_it(tmp_path, payload):
+    data_dir = write_fewshot(tmp_path, num_points=8)
+    path = data_dir / "5way_10shot" / "0.pkl"
+    marker = tmp_path / "ran"
+    evil = RunsCommand(f"touch {marker}")
+    items = [(np.array([evil], dtype=object), 0, 0)] if payload == "object_array" else [(evil, 0, 0)]
+    path.write_bytes(pickle.dumps({"train": items, "test": items}))
+    with pytest.raises(DataError, match="0.pkl: not a readable few-shot fold.*(posix.system|only bool, integer)"):
+        ModelNet40FewShotDataModule(str(data_dir), **LOADER).setup()
+    assert not marker.exists()
 
 
 def test_missing_fewshot_fold_is_named(tmp_path):

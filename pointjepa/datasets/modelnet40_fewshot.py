@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +12,7 @@ import numpy as np
 from pointjepa.datasets.base import DataError, PointCloudDataModule, require_path
 from pointjepa.datasets.formats import PointCloudArrays, check_labels, check_points
 from pointjepa.utils.options import check_choice
+from pointjepa.utils.safe_pickle import safe_load
 
 WAYS: tuple[int, ...] = (5, 10)
 SHOTS: tuple[int, ...] = (10, 20)
@@ -26,13 +26,16 @@ def fewshot_file(data_dir: str | Path, way: int, shot: int, fold: int) -> Path:
 
 
 def load_fewshot(path: str | Path) -> dict[str, Any]:
-    """The unpickled ``{"train": [...], "test": [...]}`` of a fold file."""
+    """The unpickled ``{"train": [...], "test": [...]}`` of a fold file: containers, numbers and numeric numpy
+    arrays only (``safe_load``), so a hostile file cannot run code."""
     path = require_path(path, "a few-shot fold: a pickled dict with 'train' and 'test' lists")
     try:
         with open(path, "rb") as f:
-            fold = pickle.load(f)
-    except Exception as e:  # unpickling can fail in many ways; all mean a broken file
-        raise DataError(f"{path}: not a readable pickle (expected a dict with 'train' and 'test' lists): {e!r}") from e
+            fold = safe_load(f)
+    except Exception as e:  # unpickling can fail in many ways; all mean a broken (or hostile) file
+        raise DataError(
+            f"{path}: not a readable few-shot fold (a pickled dict with 'train' and 'test' lists): {e}"
+        ) from e
     if not isinstance(fold, dict) or not all(isinstance(fold.get(k), list) for k in ("train", "test")):
         raise DataError(f"{path}: expected a pickled dict with 'train' and 'test' lists")
     return fold
