@@ -67,7 +67,7 @@ def test_schedule_is_pl_bolts_epoch_by_epoch(setting):
 
 def test_warmup_of_one_epoch_runs_epoch_0_at_the_start_rate_as_the_demo_config():
     rates = [r[0] for r in run_schedule(1, 15, 1e-5, 1e-6)]  # configs/demo/classification.yaml
-    assert rates[0] == pytest.approx(1e-5) and rates[1] == pytest.approx(1e-3)  # then the cosine over the other 14 epochs
+    assert rates[0] == pytest.approx(1e-5) and rates[1] == pytest.approx(1e-3)  # then a cosine over 14 epochs
     assert rates[-1] == pytest.approx(1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * 13 / 14)) / 2)
 
 
