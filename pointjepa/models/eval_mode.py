@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any
+from typing import Any, cast
 
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
@@ -42,5 +42,6 @@ def explain_teacher_eval_mode(module: nn.Module) -> Any:
 
 def restore_warning(entry: Any) -> None:
     """Remove a filter entry of ``explain_teacher_eval_mode`` (if still there): other fits warn as usual."""
-    if entry is not None and entry in warnings.filters:
-        warnings.filters.remove(entry)
+    filters = cast("list[Any]", warnings.filters)  # a list (the docs), typed as a Sequence
+    if entry is not None and entry in filters:
+        filters.remove(entry)

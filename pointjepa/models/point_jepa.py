@@ -294,7 +294,9 @@ class PointJepa(BackboneModule):
         if self.trainer.sanity_checking:
             return
         for name, datamodule in self.svm_validation.items():
-            accuracies = svm_probe(self.embed, datamodule, self.device, self.svm_C) if self.global_rank == 0 else None
+            accuracies = (float("nan"), float("nan"))  # the other ranks get rank 0's
+            if self.global_rank == 0:
+                accuracies = svm_probe(self.embed, datamodule, self.device, self.svm_C)
             train_acc, val_acc = self.trainer.strategy.broadcast(accuracies, src=0)
             self.log(f"svm_train_acc_{name}", train_acc, sync_dist=True)  # the same on every rank
             self.log(f"svm_val_acc_{name}", val_acc, sync_dist=True, prog_bar=True)
