@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from pointjepa.modules.backbone import build_backbone, pooled_features
-from pointjepa.modules.transforms import Subsample, build_transforms, fps_subsample, transform_kwargs
+from pointjepa.modules.transforms import Subsample, build_transforms, transform_kwargs
+from pointjepa.ops import farthest_point_sample
 from pointjepa.utils.checkpoint import CheckpointError, load_checkpoint, reset_nan_batchnorm_stats
 from pointjepa.utils.pretrained import EXTRA_KEYS, backbone_state_dict
 
@@ -72,12 +73,14 @@ class PointEncoder(nn.Module):
 
     def seeded(self, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """-> ``embed(points (B, N, 3)) -> (B, 2C)`` that first subsamples clouds larger than ``num_points`` by
-        FPS from random starts drawn from a generator seeded with ``seed`` (repeatable draws per seed)."""
-        generator = torch.Generator(device=next(self.parameters()).device).manual_seed(seed)
+        FPS from random starts. The starts come one per cloud, in call order, from a CPU generator seeded with
+        ``seed``: clouds fed in the same order get the same starts whatever the batch size or device."""
+        generator = torch.Generator().manual_seed(seed)
 
         def embed(points: torch.Tensor) -> torch.Tensor:
             if self.num_points is not None and points.shape[1] > self.num_points:
-                points = fps_subsample(points, self.num_points, random_start=True, generator=generator)
+                starts = torch.randint(points.shape[1], (points.shape[0],), generator=generator)
+                points = farthest_point_sample(points, self.num_points, start_idx=starts.to(points.device))[0]
             return self(points)
 
         return embed

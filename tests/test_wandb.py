@@ -180,6 +180,7 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         *tiny,
         *callbacks,
+        "--model.wandb_watch_log_freq=1",  # the original's gradient histograms (default every 100 steps)
     ]
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"} | {"PYTHONPATH": str(ROOT)}  # a run of its own
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
@@ -200,6 +201,11 @@ def test_offline_run_logs_config_metrics_lr_images_and_checkpoints(offline, tmp_
     logged = {key for row in history for key in row}
     assert {"val_acc", "val_loss", "train_loss_epoch", "lr-AdamW/pg1", "images/val_confusion_matrix/_type"} <= logged
     assert len(list((tmp_path / "run").glob("wandb/offline-run-*/files/media/images/**/*.png"))) == 2  # one per epoch
+    qkv = "gradients/encoder.blocks.0.attn.qkv.weight"  # logger.watch: every step's gradients (log_freq 1)
+    histograms = [row for row in history if f"{qkv}/_type" in row]
+    assert len(histograms) >= 2 and {row[f"{qkv}/_type"] for row in histograms} == {"histogram"}
+    assert {"gradients/cls_head.0.weight/values", f"{qkv}/bins"} <= logged
+    assert not any(key.startswith("parameters/") for key in logged)  # wandb_watch: gradients, as the original
 
     artifacts = {r.artifact.name: r.artifact for r in records if r.WhichOneof("record_type") == "artifact"}
     assert set(artifacts) == {"best_val_acc", "last"} and "best" in artifacts["best_val_acc"].aliases

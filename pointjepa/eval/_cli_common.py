@@ -1,4 +1,5 @@
-"""Shared pieces of the figure commands: arguments, the data module from a config, device, split loader."""
+"""Shared pieces of the evaluation commands: arguments, the data module from a config, device, and split
+loaders that go through a split in its stored order, so that a command's draws depend on its seed alone."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 from torch.utils.data import DataLoader
 
+from pointjepa.datasets.device_loader import DeviceBatchLoader
 from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION
 
 Split = Literal["train", "val", "test"]
@@ -90,3 +92,28 @@ def split_loader(datamodule: pl.LightningDataModule, split: Split) -> DataLoader
         "test": datamodule.test_dataloader,
     }
     return loaders[split]()
+
+
+def ordered_loader(datamodule: pl.LightningDataModule, split: Split, seed: int) -> DataLoader | DeviceBatchLoader:
+    """The data module's loader for ``split`` rebuilt to serve the split in its stored order, every sample once.
+
+    Training loaders shuffle with a seed taken from the process's random state (``EpochShuffleSampler``), so
+    the clouds, and the random draws made per batch, would come in another order in every fresh process. The
+    rebuilt loader keeps the data set, batch size, workers and collate function (a device-resident loader its
+    device), shuffles nothing, drops nothing and seeds its workers from ``seed``. Loaders of other kinds are
+    returned as they are.
+    """
+    loader = split_loader(datamodule, split)
+    if isinstance(loader, DeviceBatchLoader):
+        return DeviceBatchLoader(loader.points, loader.labels, loader.device, loader.batch_size)
+    if isinstance(loader, DataLoader) and loader.batch_size is not None:
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            worker_init_fn=loader.worker_init_fn,
+            generator=torch.Generator().manual_seed(seed),
+        )
+    return loader

@@ -5,7 +5,8 @@ r"""t-SNE of a checkpoint's encoder features on a data module's split, coloured 
 
 Any backbone checkpoint works (ours for pretraining or fine-tuning, the original Point-JEPA / Point2Vec
 ones, Point-MAE / Point-BERT ``base_model``). Features are the max and mean of the encoder's final
-tokens, as in the SVM probe; clouds go through the checkpoint's evaluation transforms (FPS to ``--num_points``).
+tokens, as in the SVM probe; clouds go through the checkpoint's evaluation transforms (FPS to ``--num_points``,
+from starts drawn with ``--seed``). The clouds are the first ``--max_samples`` of the split in its stored order.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
+from pointjepa.datasets.device_loader import DeviceBatchLoader
+from pointjepa.eval._cli_common import build_parser, ordered_loader, parse_with_data, pick_device
 from pointjepa.metrics.svm import extract_features
 from pointjepa.utils.checkpoint import TRUST_OPTION, opt_in_named
 from pointjepa.viz import label_names, save_png, tsne_figure
@@ -27,7 +30,7 @@ from pointjepa.viz import label_names, save_png, tsne_figure
 class FirstBatches:
     """The first ``count`` batches of ``loader``, with a length (for the progress bar)."""
 
-    def __init__(self, loader: DataLoader, count: int) -> None:
+    def __init__(self, loader: DataLoader | DeviceBatchLoader, count: int) -> None:
         self.loader, self.count = loader, min(count, len(loader))
 
     def __len__(self) -> int:
@@ -55,9 +58,10 @@ def main(args: Sequence[str] | None = None) -> Path:
     device = pick_device(cfg.device)
     with opt_in_named(TRUST_OPTION):
         encoder = load_encoder(cfg.ckpt, device=device, num_points=cfg.num_points, trusted=cfg.trust_checkpoint)
+    pl.seed_everything(cfg.seed, verbose=False)  # draws a data set makes when set up or read
     embed = encoder.seeded(cfg.seed)
 
-    loader = split_loader(datamodule, cfg.split)
+    loader = ordered_loader(datamodule, cfg.split, cfg.seed)  # the first clouds of the split, not a shuffle
     batches = FirstBatches(loader, math.ceil(cfg.max_samples / (loader.batch_size or 1)))
     features, labels = extract_features(embed, batches, device, progress=True, desc=f"{cfg.split} features")
     features, labels = features[: cfg.max_samples], labels[: cfg.max_samples]

@@ -5,7 +5,8 @@ r"""Confusion matrix of a fine-tuned classification checkpoint on a data module'
 
 The data module comes from a training config's ``data:`` section (``--config``) and/or ``--data``
 options (``--data.class_path ... --data.init_args.data_dir ...``). Rows are the true classes,
-columns the predictions of the plain evaluation pass (FPS subsampling, validation transforms).
+columns the predictions of the plain evaluation pass (FPS subsampling, validation transforms); what it
+draws at random (only with ``fps_random_start_in_eval``, or a data set that resamples) comes from ``--seed``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
 from pointjepa.api import load_classifier
-from pointjepa.eval._cli_common import build_parser, parse_with_data, pick_device, split_loader
+from pointjepa.eval._cli_common import build_parser, ordered_loader, parse_with_data, pick_device
 from pointjepa.models.classification import PointJepaClassification
 from pointjepa.utils.checkpoint import TRUST_OPTION, opt_in_named
 from pointjepa.viz import confusion_figure, label_names, save_png
@@ -47,12 +49,19 @@ def main(args: Sequence[str] | None = None) -> Path:
     parser.add_argument(
         "--normalize", type=Normalize, default="none", help="normalise over true classes (rows), predictions or all"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random draws: FPS starts of a model with fps_random_start_in_eval, a data set's resampling",
+    )
     cfg, datamodule = parse_with_data(parser, args)
     device = pick_device(cfg.device)
     num_classes = getattr(datamodule, "num_classes", None)
     if not isinstance(num_classes, int):
         raise ValueError(f"--data: {type(datamodule).__name__} has no num_classes (expected a classifying data module)")
-    loader = split_loader(datamodule, cfg.split)
+    pl.seed_everything(cfg.seed, verbose=False)
+    loader = ordered_loader(datamodule, cfg.split, cfg.seed)
     with opt_in_named(TRUST_OPTION):
         model = load_classifier(cfg.ckpt, num_classes, vote_num=1, device=device, trusted=cfg.trust_checkpoint)
     counts = confusion_matrix(model, loader, device, progress=True)

@@ -6,7 +6,8 @@
 
 Clouds go through the checkpoint's own evaluation transforms (FPS to its transformation_subsample_points,
 center, unit sphere; 1024 points without hyper-parameters), the FPS starting at points drawn with the
-seed. Features are the max and mean of the encoder's final tokens (as in SVM validation during
+seed (one start per cloud, both splits in their stored order: the same command and seeds give the same
+numbers). Features are the max and mean of the encoder's final tokens (as in SVM validation during
 pretraining), a linear ``SVC`` is fitted on the train split and scored on the test split.
 """
 
@@ -24,6 +25,7 @@ import torch
 import yaml
 
 from pointjepa.api import PointEncoder, load_encoder
+from pointjepa.eval._cli_common import ordered_loader
 from pointjepa.metrics.svm import extract_features, linear_svm_accuracy
 from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION, opt_in_named
 from pointjepa.utils.io import atomic_write
@@ -107,13 +109,17 @@ def probe(
     Cs: list[float],
 ) -> list[tuple[float, float]]:
     """Features of both splits -> (train, test) accuracy per C. Clouds are subsampled to the encoder's
-    ``num_points`` by FPS from starts drawn with ``seed``, then go through its transforms."""
+    ``num_points`` by FPS from starts drawn with ``seed``, then go through its transforms.
+
+    Both splits are read in their stored order (``ordered_loader``), one start per cloud, so the same seed
+    gives the same features in every process, whatever the batch size; the global random streams (what a
+    data set may draw when it is set up or read) are seeded with ``seed`` too."""
+    pl.seed_everything(seed, verbose=False)
     embed = encoder.seeded(seed)
     datamodule.setup("fit")
-    x_train, y_train = extract_features(
-        embed, datamodule.train_dataloader(), device, progress=True, desc="train features"
-    )
-    x_test, y_test = extract_features(embed, datamodule.val_dataloader(), device, progress=True, desc="test features")
+    train, test = ordered_loader(datamodule, "train", seed), ordered_loader(datamodule, "val", seed)
+    x_train, y_train = extract_features(embed, train, device, progress=True, desc="train features")
+    x_test, y_test = extract_features(embed, test, device, progress=True, desc="test features")
     return [linear_svm_accuracy(x_train, y_train, x_test, y_test, C) for C in Cs]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence, Sized
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 
@@ -50,13 +51,16 @@ def main(args: Sequence[str] | None = None) -> Path:
     """Run the command on ``args`` (default: the command line) -> the PNG written."""
     parser = build_parser(__doc__, "python -m pointjepa.eval.target_context_vis", "target_context.png")
     parser.add_argument("--index", type=int, default=0, help="which cloud of the split")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the target and context samplers")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the target and context samplers (and of any other random draw)"
+    )
     cfg, datamodule = parse_with_data(parser, args)
     if cfg.index < 0:
         parser.error(f"--index: expected >= 0, got {cfg.index}")
     device = pick_device(cfg.device)
     with opt_in_named(TRUST_OPTION):
         model = model_from_checkpoint(cfg.ckpt, trusted=cfg.trust_checkpoint).to(device)
+    pl.seed_everything(cfg.seed, verbose=False)  # a data set's draws, FPS starts with fps_random_start_in_eval
     dataset = split_loader(datamodule, cfg.split).dataset
     if not isinstance(dataset, Sized):
         raise ValueError(f"--index: the {cfg.split} split is a stream without a length; expected a map-style data set")

@@ -10,7 +10,8 @@ The original's protocol (``--vote_method random_start``): each iteration subsamp
 by FPS from a random start and applies the validation transforms once, then averages the softmax of
 ``--vote_num`` forward passes that differ only in the tokenizer's random FPS start points. Prints the
 accuracy of the plain eval pass, each iteration's vote, the best (what the original reports) and the
-mean ± std over the ``--vote_iterations`` iterations.
+mean ± std over the ``--vote_iterations`` iterations. Every random draw comes from ``--seed``: the same
+command gives the same numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from pointjepa.api import load_classifier
-from pointjepa.eval._cli_common import parse_data_args, pick_device
+from pointjepa.eval._cli_common import ordered_loader, parse_data_args, pick_device
 from pointjepa.models.classification import PointJepaClassification, VoteMethod
 from pointjepa.modules.transforms import fps_subsample
 from pointjepa.utils.checkpoint import TRUST_HELP, TRUST_OPTION, opt_in_named
@@ -100,17 +101,17 @@ def main(args: list[str] | None = None) -> None:
     datamodule = parser.instantiate(cfg).data
     device = pick_device(cfg.device)
 
-    datamodule.setup("validate")
+    pl.seed_everything(cfg.seed, verbose=False)  # every random draw below, the data set's included
+    loader = ordered_loader(datamodule, "val", cfg.seed)
     with opt_in_named(TRUST_OPTION):
         model = load_classifier(
             cfg.ckpt, datamodule.num_classes, cfg.vote_num, device, cfg.vote_method, trusted=cfg.trust_checkpoint
         )
-    pl.seed_everything(cfg.seed, verbose=False)
-    plain = 100 * accuracy(partial(plain_pass, model), datamodule.val_dataloader(), device)
+    plain = 100 * accuracy(partial(plain_pass, model), loader, device)
     print(f"{cfg.ckpt}: accuracy without voting {plain:.2f}%")
     voted = []
     for i in range(cfg.vote_iterations):
-        voted.append(100 * accuracy(partial(vote, model), datamodule.val_dataloader(), device))
+        voted.append(100 * accuracy(partial(vote, model), loader, device))
         print(f"{i + 1}/{cfg.vote_iterations} vote accuracy {voted[-1]:.2f}%, best {max(voted):.2f}%")
     runs = np.array(voted)
     print(

@@ -1,21 +1,27 @@
 """What the task modules share: the backbone and transform config keys, AdamW with a linear warm-up and cosine
-decay, pretrained weights loaded once when fitting starts, scheduled unfreezing and W&B metric summaries."""
+decay, pretrained weights loaded once when fitting starts, scheduled unfreezing, W&B metric summaries and
+gradient histograms."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
+from pointjepa.models.eval_mode import explain_teacher_eval_mode, restore_warning
 from pointjepa.modules.freezing import Trainable, UnfreezeSchedule, apply_trainable
 from pointjepa.utils.checkpoint import opt_in_named
 from pointjepa.utils.optim import warmup_cosine_schedule
+from pointjepa.utils.options import check_choice
 from pointjepa.utils.pretrained import load_backbone
+
+#: What ``wandb.watch`` logs histograms of.
+WatchLog = Literal["gradients", "parameters", "all"]
 
 
 class BackboneModule(pl.LightningModule):
@@ -58,6 +64,9 @@ class BackboneModule(pl.LightningModule):
         transformation_per_sample: draw scale, rotation and shift per cloud instead of per batch.
         fps_random_start_in_eval: FPS (``subsample`` and the tokenizer) starts at a random point in eval mode
             too, as in the original.
+        wandb_watch: with a W&B logger, ``logger.watch`` logs histograms of the ``gradients`` (the original's
+            setting), ``parameters`` or ``all``, and the module graph; ``null``: no watch.
+        wandb_watch_log_freq: steps between two histograms of ``wandb_watch``.
     """
 
     #: Constructor arguments kept out of ``hparams`` and checkpoints (data modules).
@@ -98,9 +107,18 @@ class BackboneModule(pl.LightningModule):
         transformation_scale_mirror: bool = False,
         transformation_per_sample: bool = False,
         fps_random_start_in_eval: bool = False,
+        wandb_watch: WatchLog | None = "gradients",
+        wandb_watch_log_freq: int = 100,
     ) -> None:
         super().__init__()
+        if wandb_watch is not None:
+            check_choice("wandb_watch", wandb_watch, get_args(WatchLog))
+        if wandb_watch_log_freq < 1:
+            raise ValueError(f"wandb_watch_log_freq: expected a positive number of steps, got {wandb_watch_log_freq}")
         self.save_hyperparameters(ignore=[*self.hparams_ignore, "pretrained_ckpt_trusted"])
+        self.wandb_watch, self.wandb_watch_log_freq = wandb_watch, wandb_watch_log_freq
+        self._wandb_watched = False
+        self._eval_mode_filter: Any = None
         self.num_tokens, self.encoder_dim, self.encoder_depth = tokenizer_num_groups, encoder_dim, encoder_depth
         self.fps_random_start_in_eval = fps_random_start_in_eval
         self.learning_rate, self.weight_decay = learning_rate, optimizer_adamw_weight_decay
@@ -134,17 +152,37 @@ class BackboneModule(pl.LightningModule):
             with opt_in_named("pretrained_ckpt_trusted: true (--model.pretrained_ckpt_trusted true)"):
                 self.load_pretrained(self.pretrained_ckpt_path, trusted=self.pretrained_ckpt_trusted)
             self._pretrained_loaded = True
+        self.watch_in_wandb()
+
+    def watch_in_wandb(self) -> None:
+        """``watch`` this module with the first W&B logger, as the original does in every task's ``setup``:
+        ``wandb_watch`` histograms every ``wandb_watch_log_freq`` steps, and the graph. Once per module (W&B
+        refuses a second graph hook)."""
+        if self.wandb_watch is None or self._wandb_watched:
+            return
+        logger = next((logger for logger in self.loggers if isinstance(logger, WandbLogger)), None)
+        if logger is not None:
+            logger.watch(self, log=self.wandb_watch, log_freq=self.wandb_watch_log_freq)
+            self._wandb_watched = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._pretrained_loaded = True  # the checkpoint's weights replace the pretrained ones
 
     # ---- fit hooks and optimization ----------------------------------------------------------------
     def on_fit_start(self) -> None:
-        """Declares ``summary_metrics`` to W&B loggers, so a run's summary holds their last and best value."""
+        """Declares ``summary_metrics`` to W&B loggers, so a run's summary holds their last and best value;
+        explains an EMA teacher in eval mode in place of Lightning's warning (``explain_teacher_eval_mode``)."""
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 for name in self.summary_metrics:
                     logger.experiment.define_metric(name, summary="last,max")
+        restore_warning(self._eval_mode_filter)
+        self._eval_mode_filter = explain_teacher_eval_mode(self)
+
+    def on_train_start(self) -> None:
+        """Lightning has checked the modules' modes: its warning about eval-mode modules is back for other fits."""
+        restore_warning(self._eval_mode_filter)
+        self._eval_mode_filter = None
 
     def on_train_epoch_start(self) -> None:
         """Trains the backbone parts that ``unfreeze_schedule`` gives for this epoch (a pure function of the
