@@ -5,7 +5,6 @@ from __future__ import annotations
 import netrc
 import os
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import lazy_instance
+from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
@@ -23,9 +23,13 @@ from pytorch_lightning.utilities import rank_zero_info
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
 from pointjepa.callbacks.metrics_summary import MetricsSummary
 from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
+from pointjepa.callbacks.preemption import PreemptionCheckpoint, newest_last_checkpoint
 from pointjepa.callbacks.resume import ExactResume
 from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
 from pointjepa.utils.checkpoint import CheckpointError
+from pointjepa.utils.checkpoint_files import usable_resume_checkpoint
+from pointjepa.utils.checkpoint_io import AtomicCheckpointIO
+from pointjepa.utils.io import WriteError
 
 WANDB_PROJECT = "point-jepa"
 
@@ -54,22 +58,13 @@ def use_wandb_offline_without_login() -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
-def check_resume_checkpoint(path: str | None) -> None:
-    """Fail early, naming the file, when ``--ckpt_path`` is missing, empty or not a complete checkpoint."""
+def check_resume_checkpoint(path: str | None, fallback: bool = False) -> str | None:
+    """Fail early, in one line, when ``--ckpt_path`` is missing, empty or not a complete checkpoint: the file,
+    what is wrong, and the newest readable checkpoint beside it (with ``fallback``, that one is returned
+    instead, with a warning). Lightning's names (``last``, ``best``, ...) pass unchanged."""
     if path is None or path in ("last", "best", "hpc", "registry"):
-        return
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"--ckpt_path {path}: checkpoint file not found")
-    try:
-        with zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}"
-        ) from err
-    if not any(name.endswith("data.pkl") for name in names):
-        raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
+        return path
+    return str(usable_resume_checkpoint(path, fallback))
 
 
 def as_list(value: Any) -> list[Any]:
@@ -91,6 +86,7 @@ def run_cli(main: Callable[[], Any]) -> None:
         ValueError,
         FileNotFoundError,
         CheckpointError,
+        WriteError,
         DataError,
         NonFiniteLossError,
         MisconfigurationException,
@@ -125,7 +121,8 @@ class PointJepaCLI(LightningCLI):
         check_val_every_n_epoch: trainer default for validation frequency.
         link_num_classes: pass the data module's ``num_classes`` to ``model.num_classes``.
         wandb_group: W&B group of the default logger (the task name).
-        extra_callbacks: callbacks always present besides the LR monitor, RNG-state saving and checkpointing.
+        extra_callbacks: callbacks always present besides the LR monitor, RNG-state saving, the preemption
+            checkpoint and checkpointing.
         trainer_defaults, kwargs: forwarded to ``LightningCLI``.
     """
 
@@ -153,6 +150,7 @@ class PointJepaCLI(LightningCLI):
             "callbacks": [
                 OptionalLearningRateMonitor(logging_interval="epoch"),
                 ExactResume(),
+                PreemptionCheckpoint(),
                 NonFiniteLossGuard(),
                 MetricsSummary(),
                 *(extra_callbacks or []),
@@ -180,19 +178,35 @@ class PointJepaCLI(LightningCLI):
         )
         if self.link_num_classes:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_argument(
+            "--resume_fallback",
+            type=bool,
+            default=False,
+            help="When the --ckpt_path file is unreadable, resume from the newest readable checkpoint in its "
+            "directory (with a warning) instead of stopping",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Lightning reads ``--ckpt_path`` right after parsing; check the file first for a clear error."""
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
-            check_resume_checkpoint(self.config[subcommand].get("ckpt_path"))
+            config = self.config[subcommand]
+            config["ckpt_path"] = check_resume_checkpoint(config.get("ckpt_path"), bool(config.get("resume_fallback")))
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` resumes from the newest of the ``last`` checkpoints and the preemption
+        checkpoint, checked as a named file is (their directory is known once the trainer exists)."""
+        config = self.config_init["fit"]
+        if config.get("ckpt_path") == "last" and (newest := newest_last_checkpoint(self.trainer)) is not None:
+            config["ckpt_path"] = check_resume_checkpoint(str(newest), bool(config.get("resume_fallback")))
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The Trainer with the ``checkpoint:`` ModelCheckpoint after ``trainer.callbacks``, unless
         ``--trainer.enable_checkpointing false`` or ``trainer.callbacks`` (a published W&B config, say) already
         has a ModelCheckpoint on its metric. With ``sync_batchnorm`` the batch norms sync through
-        ``PortableSyncBatchNorm`` (CPU DDP too)."""
+        ``PortableSyncBatchNorm`` (CPU DDP too). Checkpoints are written by ``AtomicCheckpointIO`` unless
+        ``trainer.plugins`` names another ``CheckpointIO``."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config["trainer"]
         callbacks = as_list(trainer.get("callbacks"))
@@ -206,7 +220,10 @@ class PointJepaCLI(LightningCLI):
         kwargs.setdefault("callbacks", callbacks)
         plugins = as_list(trainer.get("plugins"))
         if trainer.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
-            kwargs.setdefault("plugins", [*plugins, PortableSyncBatchNorm()])
+            plugins.append(PortableSyncBatchNorm())
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
