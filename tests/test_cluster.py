@@ -1,4 +1,5 @@
-"""Cluster conditions: SLURM's requeue signal, a full disk, damaged checkpoints and remote checkpoint paths."""
+"""Cluster conditions: SLURM's requeue signal, a full disk, damaged checkpoints, remote checkpoint paths and
+the SLURM job scripts."""
 
 import errno
 import os
@@ -183,8 +184,42 @@ def test_cli_writes_checkpoints_atomically_unless_told_otherwise(tmp_path, plugi
     assert type(cli.trainer.strategy.checkpoint_io) is expected
 
 
+def test_job_scripts_are_valid_bash():
+    scripts = sorted([*(ROOT / "scripts" / "slurm").glob("*.sh"), *(ROOT / "scripts" / "torchrun").glob("*.sh")])
+    assert len(scripts) == 5
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
 def fake_command(bin_dir: Path, name: str, log: Path) -> None:
     """An executable ``name`` on ``bin_dir`` that appends its arguments to ``log``."""
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / name).write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (bin_dir / name).chmod(0o755)
+
+
+def test_multinode_slurm_script_starts_one_resuming_process_per_gpu_with_the_batch_split(tmp_path):
+    fake_command(tmp_path / "bin", "srun", tmp_path / "srun.log")
+    slurm = {"SLURM_SUBMIT_DIR": str(ROOT), "SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "4"}
+    slurm |= {"SLURM_JOB_NAME": "pretrain", "SLURM_JOB_ID": "77", "VENV": str(tmp_path / "none")}
+    env = {**os.environ, **slurm, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    script = ROOT / "scripts" / "slurm" / "pretrain_shapenet_multinode.sh"
+    subprocess.run(["bash", str(script), "--trainer.max_epochs", "5"], env=env, check=True)
+    command = (tmp_path / "srun.log").read_text()
+    assert command.startswith("python -m pointjepa fit -c configs/Point-JEPA/pretraining/shapenet.yaml")
+    for expected in ("--data.init_args.batch_size 64", "--trainer.max_epochs 5", "--trainer.num_nodes 2"):
+        assert expected in command
+    assert "--trainer.devices 4 --trainer.default_root_dir artifacts/slurm/pretrain-77" in command
+    assert command.rstrip().endswith("--checkpoint.dirpath artifacts/slurm/pretrain-77/checkpoints --ckpt_path last")
+    result = subprocess.run(["bash", str(script)], env={**env, "SLURM_NTASKS_PER_NODE": "3"}, capture_output=True)
+    assert result.returncode == 2 and b"batch 512 does not split over 6 processes" in result.stderr
+
+
+def test_torchrun_recipe_passes_nodes_ranks_and_the_split_batch(tmp_path):
+    fake_command(tmp_path / "bin", "python", tmp_path / "python.log")
+    env = {**os.environ, "PYTHON": str(tmp_path / "bin" / "python"), "NNODES": "2", "NODE_RANK": "1", "GPUS": "2"}
+    subprocess.run(["bash", str(ROOT / "scripts" / "torchrun" / "pretrain_shapenet.sh")], env=env, check=True)
+    command = (tmp_path / "python.log").read_text()
+    assert command.startswith("-m torch.distributed.run --nnodes 2 --node_rank 1 --nproc_per_node 2")
+    assert "--trainer.num_nodes 2 --trainer.devices 2 --data.init_args.batch_size 128" in command
