@@ -25,7 +25,19 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout", "ruff>=0.17,<0.18"],
+        # mypy and the stubs pinned: CI's type check must not change under a new release; trimesh for the mesh tests.
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout",
+            "ruff>=0.17,<0.18",
+            "mypy==2.4.1",
+            "types-PyYAML==6.0.12.20261122",
+            "types-tqdm==4.70.0.20261122",
+            "pre-commit>=4,<5",
+            "trimesh>=4.6",
+        ],
+        # Meshes and point clouds in .ply/.off/.obj/.stl/.glb for PointCloudFolderDataModule and eval.embed.
+        "mesh": ["trimesh>=4.6"],
         # pytorch3d has no wheels on PyPI for most platforms; install it by its own instructions.
         "pytorch3d": ["pytorch3d"],
     },

@@ -4,8 +4,8 @@ A step is what `PointJepa.training_step` plus Lightning's optimisation do: train
 subsampling included), tokenizer, sequencer, teacher targets, mask sampling, student, predictor,
 loss, backward, AdamW step and EMA update. Reports ms/step, samples/s, peak memory and the share
 of each stage; `--compare` then alternates our step with `tests/reference.py`'s `plain_train_step` (the original's
-step with plain-torch stand-ins for its pytorch3d ops, eager fp32) on the same weights in the same
-process, so both see the same machine load.
+step, eager fp32, calibrated against the original code: `benchmarks/README.md`) on the same weights in
+the same process, so both see the same machine load.
 
     python benchmarks/pretrain_throughput.py                 # CUDA: published size, bf16 autocast
     python benchmarks/pretrain_throughput.py --device cpu --steps 3 --warmup 1 --compare --json /tmp/b.json
@@ -36,6 +36,7 @@ from jsonargparse import ArgumentError  # noqa: E402
 from jsonargparse import ArgumentParser as ConfigParser  # noqa: E402
 
 from pointjepa.models.point_jepa import PointJepa  # noqa: E402
+from pointjepa.modules.compile import compile_step_modules  # noqa: E402
 from tests.reference import original_attention, plain_train_step  # noqa: E402
 
 PUBLISHED_CONFIG = REPO_ROOT / "configs" / "Point-JEPA" / "pretraining" / "shapenet.yaml"
@@ -138,15 +139,12 @@ def make_optimizer(model: PointJepa, fused: bool | None = None) -> torch.optim.O
 
 
 def compile_model(model: PointJepa) -> None:
-    """`torch.compile` the forwards of the student, teacher and predictor and the mini-PointNet.
+    """`torch.compile` the student, teacher, predictor and mini-PointNet as ``torch_compile: true`` does.
 
-    Whole encoders, not blocks: each block has its own drop-path rate, a constant per graph. The
-    `forward` attributes are replaced, so parameter names and the stage hooks stay as they are.
+    Whole encoders, not blocks: each block has its own drop-path rate, a constant per graph. Only the
+    ``forward``s are replaced, so parameter names and the stage hooks stay as they are.
     """
-    model.student.forward = torch.compile(model.student.forward, dynamic=True)  # context sizes vary
-    model.predictor.forward = torch.compile(model.predictor.forward, dynamic=True)
-    model.teacher.ema_model.forward = torch.compile(model.teacher.ema_model.forward)
-    model.tokenizer.embedding.compile()
+    compile_step_modules(model.student, model.teacher.ema_model, model.predictor, model.tokenizer.embedding)
 
 
 def optimised_step(
@@ -256,21 +254,28 @@ def compare_alternately(
     points: torch.Tensor,
     our_step: Callable[[], None],
     our_generator: torch.Generator,
+    plain_timer: StageTimer,
 ) -> list[tuple[float, float]]:
     """``--compare-steps`` rounds of (our step, plain reference step), each timed, after one warm-up of each.
 
     The reference (`tests.reference.plain_train_step`: eager fp32, the original's attention, the non-fused
     AdamW of the original's Lightning default) runs on a second model loaded with ``state``. Round r
     seeds both mask generators with ``seed + r``, so both steps draw the same target and context
-    sizes, and the one that runs first alternates: both see the same machine load.
+    sizes, and the one that runs first alternates: both see the same machine load. The reference's
+    stages of the timed rounds go to ``plain_timer``.
     """
     model = original_attention(build_model(args.config, args.num_groups, args.subsample_points))
     model = model.to(points.device).train()
     model.load_state_dict(state)
     optimizer, generator = make_optimizer(model, fused=False), torch.Generator()
-    plain = lambda: plain_train_step(model, optimizer, points, generator)  # noqa: E731
+
+    def plain() -> None:
+        plain_timer.begin_step()
+        plain_train_step(model, optimizer, points, generator, plain_timer.mark)
+
     plain()
     our_step()
+    plain_timer.steps.clear()
     rounds = []
     for r in range(args.compare_steps):
         our_generator.manual_seed(args.seed + r)
@@ -322,7 +327,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     if args.compare:
-        rounds = compare_alternately(args, initial_state, points, step, generator)
+        plain_timer = StageTimer(device)
+        rounds = compare_alternately(args, initial_state, points, step, generator, plain_timer)
+        plain_timer.finish()
+        plain_stages = plain_timer.stage_ms()
+        plain_total = sum(plain_stages.values())
+        result["plain_stages"] = {s: {"ms": plain_stages[s], "share": plain_stages[s] / plain_total} for s in STAGES}
         ours, plain = (sum(times) / len(times) for times in zip(*rounds))
         result["compare_rounds_ms"] = [list(r) for r in rounds]
         result["paired_ms_per_step"] = ours
@@ -359,6 +369,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             "after 1 warm-up of each:",
             f"  optimised {result['paired_ms_per_step']:.1f} ms/step, reference {result['plain_ms_per_step']:.1f} "
             f"ms/step ({result['plain_samples_per_s']:,.1f} samples/s)",
+            "  reference stages: "
+            + ", ".join(f"{s} {f['ms']:.1f} ({f['share']:.1%})" for s, f in result["plain_stages"].items()),
             "  rounds (optimised, reference) ms: "
             + ", ".join(f"({a:.0f}, {b:.0f})" for a, b in result["compare_rounds_ms"]),
             f"speed-up vs plain: {result['speedup_vs_plain']:.2f}x (median of the rounds "

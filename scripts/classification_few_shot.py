@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     results = {}
     for way in args.ways:
         for shot in args.shots:
-            scores = [run_fold(args, way, shot, fold, extra) for fold in args.folds]
-            results[f"{way}-way {shot}-shot"] = np.array(scores) * 100
+            accuracies = [run_fold(args, way, shot, fold, extra) for fold in args.folds]
+            results[f"{way}-way {shot}-shot"] = np.array(accuracies) * 100
     print(f"\nModelNet40 few-shot, best val_acc over epochs, {len(args.folds)} fold(s) per setting:")
     for setting, scores in results.items():
         print(

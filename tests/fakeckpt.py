@@ -8,7 +8,7 @@ the way ``layout`` names them, with that layout's extra entries.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 
@@ -19,8 +19,20 @@ Layout = Literal["ours", "original", "point2vec", "point_mae", "point_bert", "po
 LAYOUTS: tuple[Layout, ...] = ("ours", "original", "point2vec", "point_mae", "point_bert", "point_bert_finetuned")
 #: Layouts of Point-MAE / Point-BERT: no qkv bias, no hyper-parameters in the checkpoint.
 BASE_MODEL_LAYOUTS: tuple[Layout, ...] = ("point_mae", "point_bert", "point_bert_finetuned")
+
+
+class BackboneSizes(TypedDict):
+    """Sizes of a backbone under `build_backbone`'s names."""
+
+    num_groups: int
+    group_size: int
+    dim: int
+    depth: int
+    heads: int
+
+
 #: ``BACKBONE`` under `build_backbone`'s names.
-TINY = dict(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
+TINY = BackboneSizes(num_groups=8, group_size=4, dim=32, depth=2, heads=4)
 
 
 def tiny_backbone_state(

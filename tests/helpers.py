@@ -48,7 +48,8 @@ class WaitForSignal(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_step != self.step:
             return
-        (preemption,) = [cb for cb in trainer.callbacks if isinstance(cb, PreemptionCheckpoint)]
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        (preemption,) = [cb for cb in callbacks if isinstance(cb, PreemptionCheckpoint)]
         Path(trainer.default_root_dir, "waiting").touch()
         deadline = time.monotonic() + PATIENCE_S
         while not preemption.received and time.monotonic() < deadline:

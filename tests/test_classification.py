@@ -92,6 +92,13 @@ def test_encoder_learning_rate_has_its_own_group_warmed_up_from_the_same_start()
     assert len(encoder_group["params"]) + len(other_group["params"]) == len(list(model.parameters()))
 
 
+def test_optimizers_without_a_number_of_epochs_raise_one_clear_error():
+    model = tiny_classifier()
+    model._trainer = SimpleNamespace(max_epochs=None)  # a Trainer before fitting resolves max_epochs
+    with pytest.raises(ValueError, match="trainer.max_epochs: the learning-rate schedule needs a number of epochs"):
+        model.configure_optimizers()
+
+
 # ---- metrics, voting, images -------------------------------------------------------------------------------
 def test_validation_logs_metrics_vote_and_images(tmp_path, image_logger):
     logger = image_logger

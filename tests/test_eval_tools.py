@@ -76,6 +76,14 @@ def test_plot_confusion_writes_a_png_of_the_predictions(ckpts, tmp_path):
     assert_png(out)
 
 
+def test_plot_confusion_refuses_a_data_module_without_classes(ckpts, tmp_path):
+    args = ["--ckpt", str(ckpts["classification"]), "--output", str(tmp_path / "cm.png")]
+    args.append("--data.class_path=pytorch_lightning.demos.boring_classes.BoringDataModule")
+    with pytest.raises(ValueError, match="--data: BoringDataModule has no num_classes"):
+        plot_confusion.main(args)
+    assert not (tmp_path / "cm.png").exists()
+
+
 def test_confusion_matrix_counts_every_validation_cloud(ckpts):
     model = plot_confusion.load_classifier(ckpts["classification"], 5, vote_num=1, device=torch.device("cpu"))
     data = SyntheticShapesDataModule(

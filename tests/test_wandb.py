@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 from pointjepa.callbacks.wandb_checkpoint_logger import WandbModelCheckpointLogger, artifact_name
 from pointjepa.cli import PointJepaCLI
@@ -227,6 +228,21 @@ def tiny_fit(tmp_path: Path, logger) -> WandbModelCheckpointLogger:
 def test_checkpoint_artifacts_are_skipped_without_a_wandb_logger(logger, tmp_path):
     callback = tiny_fit(tmp_path, CSVLogger(tmp_path) if logger == "csv" else False)
     assert callback.logged == {} and list(tmp_path.rglob("*.ckpt"))
+
+
+class StateOnlyCheckpoint(Checkpoint):
+    """A checkpoint callback that is not a ``ModelCheckpoint``: it keeps no best or last file."""
+
+
+def test_checkpoint_artifacts_come_from_model_checkpoints_only(offline, tmp_path):
+    callback = WandbModelCheckpointLogger()
+    checkpoints = [StateOnlyCheckpoint(), ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)]
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=1, logger=logger, callbacks=[*checkpoints, callback], num_sanity_val_steps=0
+    )
+    trainer.fit(tiny_classifier(), tiny_shapes())
+    assert callback.logged == {"last": str(tmp_path / "ckpt" / "last.ckpt")}
 
 
 def test_artifact_names_are_valid_for_wandb():

@@ -34,11 +34,12 @@ def chunks(path: Path) -> Iterator[bytes]:
             yield pending
 
 
-def records(path: Path) -> list[wandb_internal_pb2.Record]:
+# wandb's generated protobuf modules make their message classes at import time and ship no stubs for them.
+def records(path: Path) -> list[wandb_internal_pb2.Record]:  # type: ignore[name-defined]
     """Every record of the log."""
     parsed = []
     for chunk in chunks(path):
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
         record.ParseFromString(chunk)
         parsed.append(record)
     return parsed

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from pointjepa.models.point_jepa import PointJepa
 from pointjepa.viz import (
     choose_blocks,
     confusion_figure,
@@ -139,7 +140,8 @@ class ConfusionMatrixImageLogger(_HeadHookImageLogger):
         counts = self._metric.compute()  # synchronised over processes
         self._metric.reset()
         if trainer.is_global_zero:
-            names = label_names(trainer.datamodule, counts.shape[0])
+            # Lightning's data connector sets Trainer.datamodule, which the Trainer class does not declare.
+            names = label_names(trainer.datamodule, counts.shape[0])  # type: ignore[attr-defined]
             self._log(trainer, confusion_figure(counts.cpu(), names, f"epoch {trainer.current_epoch}", self.normalize))
 
 
@@ -178,10 +180,11 @@ class EmbeddingTSNEImageLogger(_HeadHookImageLogger):
     ) -> None:
         if not self.active or sum(len(f) for f in self._features) >= self.max_samples:
             return
+        embed = getattr(pl_module, "embed", None)
         if self._caught is not None:
             features = self._caught[0]
-        elif self._handle is None and callable(getattr(pl_module, "embed", None)):
-            features = pl_module.embed(batch[0]).detach()
+        elif self._handle is None and callable(embed):
+            features = embed(batch[0]).detach()
         else:
             return
         self._features.append(features.float())
@@ -196,7 +199,8 @@ class EmbeddingTSNEImageLogger(_HeadHookImageLogger):
         x = torch.cat(features)[: self.max_samples].cpu().numpy()
         y = torch.cat(labels)[: self.max_samples].cpu().numpy()
         num_classes = int(getattr(pl_module, "num_classes", 0) or y.max() + 1)
-        self._log(trainer, tsne_figure(x, y, label_names(trainer.datamodule, num_classes)))
+        names = label_names(trainer.datamodule, num_classes)  # type: ignore[attr-defined]  # as above
+        self._log(trainer, tsne_figure(x, y, names))
 
 
 class TargetContextImageLogger(_EveryNEpochsImageLogger):
@@ -220,7 +224,7 @@ class TargetContextImageLogger(_EveryNEpochsImageLogger):
         self._cloud: torch.Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not all(hasattr(pl_module, name) for name in ("sequencer", "tokenizer", "target_ratio", "context_ratio")):
+        if not isinstance(pl_module, PointJepa):
             raise ValueError(
                 f"TargetContextImageLogger needs a Point-JEPA pretraining model, not {type(pl_module).__name__}"
             )
@@ -239,7 +243,7 @@ class TargetContextImageLogger(_EveryNEpochsImageLogger):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         cloud, self._cloud = self._cloud, None
-        if not self.active or cloud is None or not trainer.is_global_zero:
+        if not self.active or cloud is None or not trainer.is_global_zero or not isinstance(pl_module, PointJepa):
             return
-        blocks = choose_blocks(pl_module, cloud, torch.Generator().manual_seed(self.seed))  # type: ignore[arg-type]
+        blocks = choose_blocks(pl_module, cloud, torch.Generator().manual_seed(self.seed))
         self._log(trainer, target_context_figure(blocks, f"epoch {trainer.current_epoch}: context and target blocks"))

@@ -42,8 +42,8 @@ class MetricsSummary(pl.Callback):
         self._update(trainer)
 
     def _update(self, trainer: pl.Trainer) -> None:
-        for name, value in trainer.callback_metrics.items():
-            if value.numel() != 1 or not math.isfinite(value := float(value)):
+        for name, tensor in trainer.callback_metrics.items():
+            if tensor.numel() != 1 or not math.isfinite(value := float(tensor)):
                 continue
             entry = self.summary.setdefault(name, {"last": value, "min": value, "max": value})
             entry.update(last=value, min=min(entry["min"], value), max=max(entry["max"], value))

@@ -34,7 +34,8 @@ class NonFiniteLossGuard(pl.Callback):
         if self._first_bad is None:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
         self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
-        every = 1 if loss.device.type == "cpu" else (self.check_every_n_steps or trainer.log_every_n_steps or 1)
+        # Lightning's logger connector sets Trainer.log_every_n_steps, which the Trainer class does not declare.
+        every = 1 if loss.device.type == "cpu" else (self.check_every_n_steps or trainer.log_every_n_steps or 1)  # type: ignore[attr-defined]
         if trainer.global_step % every == 0:
             self._check(trainer)
 

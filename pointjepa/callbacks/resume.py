@@ -14,10 +14,11 @@ from pytorch_lightning.loops import _FitLoop
 def capture_rng_state() -> dict[str, Any]:
     """The global torch (CPU and CUDA), numpy and Python random states, as tensors and plain types
     (checkpoints load with ``weights_only=True``)."""
+    # numpy's stubs type get_state() as its legacy=False dict; with the default legacy=True it is this tuple.
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),  # type: ignore[attr-defined]
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
@@ -49,6 +50,8 @@ class WandbModelCheckpointLogger(pl.Callback):
         run = loggers[0].experiment
         files: dict[str, tuple[str, dict, list[str]]] = {}
         for callback in trainer.checkpoint_callbacks:
+            if not isinstance(callback, ModelCheckpoint):  # other Checkpoint callbacks keep no best / last file
+                continue
             if self.log_best and callback.best_model_path and callback.monitor:
                 score = callback.best_model_score
                 metadata = {

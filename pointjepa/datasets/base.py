@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -71,7 +71,9 @@ class PointCloudDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}: call setup() before asking for a data loader")
-        size = len(dataset)  # type: ignore[arg-type]
+        if not isinstance(dataset, Sized):
+            raise DataError(f"{type(self).__name__}: {type(dataset).__name__} has no length (not map-style)")
+        size = len(dataset)
         if size == 0:
             raise DataError(f"{type(self).__name__}: the {'training' if train else 'validation'} split is empty")
         return ResumableDataLoader(

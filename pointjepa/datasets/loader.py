@@ -71,10 +71,11 @@ class ResumableDataLoader(LoaderPosition, DataLoader):
         super().__init__(*args, **kwargs)
 
     def _epoch(self) -> int:
-        sampler = self.batch_sampler.sampler if self.batch_sampler is not None else self.sampler
+        sampler = getattr(self.batch_sampler, "sampler", self.sampler)  # a batch sampler's own, else the loader's
         return int(getattr(sampler, "epoch", 0))
 
-    def __iter__(self) -> Iterator[Any]:
+    # A generator rather than torch's private _BaseDataLoaderIter: the loader's users only call next() on it.
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return self._iterate()
 
     def _iterate(self) -> Iterator[Any]:

@@ -31,10 +31,10 @@ def choose_serving_device(
                 "use 'auto' or 'cpu', or train on a GPU"
             )
         return root
-    if root is None or root.type != "cuda":
+    if trainer is None or root is None or root.type != "cuda":
         return None
     free, _ = torch.cuda.mem_get_info(root)
-    fits = trainer.strategy.reduce_boolean_decision(nbytes < free / 2, all=True)  # type: ignore[union-attr]
+    fits = trainer.strategy.reduce_boolean_decision(nbytes < free / 2, all=True)
     rank_zero_info(
         f"{owner}: in-memory arrays ({nbytes / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {root}) "
         + ("batched on the GPU" if fits else "served from host memory (in_memory_device='auto')")

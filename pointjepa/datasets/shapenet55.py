@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import numpy as np
 import pytorch_lightning as pl
@@ -35,7 +35,7 @@ def train_split_name(split: TrainSplit | TrainFraction | str | None) -> TrainSpl
     allowed = (*get_args(TrainSplit), *get_args(TrainFraction), None)
     if name not in get_args(TrainSplit):
         raise ValueError(f"split: expected one of {', '.join(map(repr, allowed))}, got {split!r}")
-    return name  # type: ignore[return-value]
+    return cast(TrainSplit, name)  # checked just above
 
 
 def npz_path(data_dir: str | Path, split: str) -> Path:
@@ -174,7 +174,7 @@ class ShapeNet55DataModule(PointCloudDataModule):
         ``in_memory_device`` says; decided once per trainer (i.e. per fit: the upload then shrinks the
         free memory)."""
         if self._serving is None or self._serving[0] is not self.trainer:
-            arrays: list[PointCloudArrays] = [self.train_dataset, self.val_dataset]  # type: ignore[list-item]
+            arrays = [d for d in (self.train_dataset, self.val_dataset) if isinstance(d, PointCloudArrays)]
             nbytes = sum(a.points.nbytes + a.labels.nbytes for a in arrays)
             device = choose_serving_device(self.in_memory_device, nbytes, self.trainer, type(self).__name__)
             self._serving = (self.trainer, device)
@@ -189,11 +189,13 @@ class ShapeNet55DataModule(PointCloudDataModule):
             self._on_device[train] = (device, points, labels)
         return self._on_device[train][1:]
 
+    # In memory on a GPU it hands out a DeviceBatchLoader where the base class hands out a DataLoader: both are
+    # iterables of batches with a resumable position, which is all Lightning asks of a loader.
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader | DeviceBatchLoader:  # type: ignore[override]
         device = self.serving_device() if self.in_memory and dataset is not None else None
-        if device is None:
+        if device is None or not isinstance(dataset, PointCloudArrays):
             return super()._loader(dataset, train)
-        points, labels = self._arrays_on(device, dataset, train)  # type: ignore[arg-type]
+        points, labels = self._arrays_on(device, dataset, train)
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if not train:
             return DeviceBatchLoader(points, labels, device, self.batch_size, rank=rank, world_size=world_size)

@@ -42,7 +42,7 @@ def read_split_list(data_dir: str | Path, name: ListName) -> set[tuple[str, str]
         raise DataError(f"{path}: expected a JSON list of 'shape_data/<synset>/<id>' strings: {e}") from e
     if not pairs or any(len(pair) != 2 for pair in pairs):
         raise DataError(f"{path}: expected a non-empty JSON list of 'shape_data/<synset>/<id>' strings")
-    return pairs  # type: ignore[return-value]
+    return pairs
 
 
 def shapenetpart_shapes(data_dir: str | Path, lists: Sequence[ListName]) -> list[tuple[int, Path]]:
@@ -82,7 +82,8 @@ def read_shape(path: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
 Parsed = tuple[np.ndarray, np.ndarray] | DataError
 
 
-def _as_is(item: Parsed) -> Parsed:
+def _as_is(item: object) -> object:
+    """The loader's ``collate_fn`` with ``batch_size=None``: each item as it is."""
     return item
 
 
@@ -155,9 +156,9 @@ class ShapeNetPart(Dataset):
             choice = torch.randint(size, (self.num_points,), generator=generator)
         else:
             choice = torch.randperm(size, generator=generator)[: self.num_points]
-        choice = choice.numpy() + start
-        seg = torch.from_numpy(self.parts[choice].astype(np.int64))
-        return torch.from_numpy(self.points[choice]), int(self.categories[index]), seg
+        rows = choice.numpy() + start
+        seg = torch.from_numpy(self.parts[rows].astype(np.int64))
+        return torch.from_numpy(self.points[rows]), int(self.categories[index]), seg
 
 
 class ShapeNetPartDataModule(PointCloudDataModule):

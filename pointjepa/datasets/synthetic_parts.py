@@ -24,7 +24,7 @@ def _param(rng: Rng, n: int, low: float, high: float) -> np.ndarray:
     return rng.uniform(low, high, size=(n, 1))
 
 
-def tube(rng: Rng, n: int, m: int, radius: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
+def tube(rng: Rng, n: int, m: int, radius: np.ndarray, y0: np.ndarray | float, y1: np.ndarray | float) -> np.ndarray:
     """Side of a vertical cylinder (around y) from height y0 to y1."""
     theta = rng.uniform(0, 2 * np.pi, size=(n, m))
     y = y0 + (y1 - y0) * rng.uniform(size=(n, m))

@@ -48,8 +48,11 @@ def main(args: Sequence[str] | None = None) -> Path:
     )
     cfg, datamodule = parse_with_data(parser, args)
     device = pick_device(cfg.device)
+    num_classes = getattr(datamodule, "num_classes", None)
+    if not isinstance(num_classes, int):
+        raise ValueError(f"--data: {type(datamodule).__name__} has no num_classes (expected a classifying data module)")
     loader = split_loader(datamodule, cfg.split)
-    model = load_classifier(cfg.ckpt, datamodule.num_classes, vote_num=1, device=device)
+    model = load_classifier(cfg.ckpt, num_classes, vote_num=1, device=device)
     counts = confusion_matrix(model, loader, device, progress=True)
     title = f"{Path(cfg.ckpt).name}, {cfg.split} split"
     figure = confusion_figure(counts, label_names(datamodule, model.num_classes), title, cfg.normalize)

@@ -16,6 +16,7 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,13 +27,18 @@ from pointjepa.api import PointEncoder, load_encoder
 from pointjepa.metrics.svm import extract_features, linear_svm_accuracy
 from pointjepa.utils.io import atomic_write
 
-BUILTIN_DATA: dict[str, Callable[[Path, int], pl.LightningDataModule]] = {}
+if TYPE_CHECKING:  # the data modules are imported when a data set is asked for
+    from pointjepa.datasets.scanobjectnn import ScanObjectNNSplit
+
+#: A built-in data set: (data root, batch size) -> its data module.
+DataFactory = Callable[[Path, int], pl.LightningDataModule]
+BUILTIN_DATA: dict[str, DataFactory] = {}
 #: The SVM's C when neither --C nor the --config's svm_validation_C gives one (the published value).
 DEFAULT_C = 0.012
 
 
-def _builtin(name: str):
-    def register(factory: Callable[[Path, int], pl.LightningDataModule]):
+def _builtin(name: str) -> Callable[[DataFactory], DataFactory]:
+    def register(factory: DataFactory) -> DataFactory:
         BUILTIN_DATA[name] = factory
         return factory
 
@@ -46,7 +52,7 @@ def _modelnet40(root: Path, batch_size: int) -> pl.LightningDataModule:
     return ModelNet40Ply2048DataModule(str(root / "modelnet40_ply_hdf5_2048"), batch_size=batch_size, drop_last=False)
 
 
-def _scanobjectnn(split: str, perturbed: bool) -> Callable[[Path, int], pl.LightningDataModule]:
+def _scanobjectnn(split: ScanObjectNNSplit, perturbed: bool) -> DataFactory:
     def factory(root: Path, batch_size: int) -> pl.LightningDataModule:
         from pointjepa.datasets import ScanObjectNNDataModule
 

@@ -13,7 +13,7 @@ sequence order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 
 import torch
@@ -57,12 +57,14 @@ def main(args: Sequence[str] | None = None) -> Path:
     device = pick_device(cfg.device)
     model = model_from_checkpoint(cfg.ckpt).to(device)
     dataset = split_loader(datamodule, cfg.split).dataset
+    if not isinstance(dataset, Sized):
+        raise ValueError(f"--index: the {cfg.split} split is a stream without a length; expected a map-style data set")
     if cfg.index >= len(dataset):
         raise ValueError(f"--index {cfg.index}: the {cfg.split} split has {len(dataset)} clouds")
     item = dataset[cfg.index]
     points = torch.as_tensor(item[0]).to(device)
     blocks = choose_blocks(model, points, torch.Generator().manual_seed(cfg.seed))
-    title = f"{Path(cfg.ckpt).name}: {cfg.split} cloud {cfg.index}, {model.hparams.token_seq_method}"
+    title = f"{Path(cfg.ckpt).name}: {cfg.split} cloud {cfg.index}, {model.sequencer.method}"
     return save_png(target_context_figure(blocks, title), cfg.output, cfg.dpi)
 
 

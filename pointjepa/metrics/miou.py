@@ -80,6 +80,9 @@ class PartSegmentationIoU(Metric):
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
+    mask: torch.Tensor
+    iou_sum: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, category_to_parts: Mapping[str, Sequence[int]], num_parts: int) -> None:
         super().__init__()

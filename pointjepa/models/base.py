@@ -111,7 +111,8 @@ class BackboneModule(pl.LightningModule):
     def config_keys(cls) -> list[str]:
         """The task's config keys: its own constructor arguments, then the shared ones it passes on."""
         keys: list[str] = []
-        for klass in cls.__mro__[: cls.__mro__.index(BackboneModule) + 1]:
+        classes: tuple[type[object], ...] = cls.__mro__[: cls.__mro__.index(BackboneModule) + 1]
+        for klass in classes:
             for name, parameter in inspect.signature(klass.__init__).parameters.items():
                 if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in keys:
                     keys.append(name)
@@ -160,10 +161,13 @@ class BackboneModule(pl.LightningModule):
             weight_decay=self.weight_decay,
             fused=self.fused_adamw and self.device.type in ("cuda", "cpu") or None,
         )
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is None:  # Lightning resolves it when fitting starts
+            raise ValueError("trainer.max_epochs: the learning-rate schedule needs a number of epochs, got None")
         scheduler = warmup_cosine_schedule(
             optimizer,
             warmup_epochs=self.warmup_epochs,
-            max_epochs=self.trainer.max_epochs,
+            max_epochs=max_epochs,
             warmup_start_lr=self.warmup_start_lr,
             eta_min=self.eta_min,
         )

@@ -193,9 +193,10 @@ class PointJepaClassification(BackboneModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics(logits, labels)
         self.log_dict(metrics)
-        if self.vote_acc is not None:
-            self.vote_acc[stage](self.vote_probabilities(points, prepared), labels)
-            self.log(f"{stage}_vote_acc", self.vote_acc[stage])
+        vote_acc = None if self.vote_acc is None else self.vote_acc[stage]
+        if isinstance(vote_acc, MulticlassAccuracy):
+            vote_acc(self.vote_probabilities(points, prepared), labels)
+            self.log(f"{stage}_vote_acc", vote_acc)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -50,6 +50,7 @@ class PointJepaPartSegmentation(BackboneModule):
     UPSAMPLING_DIM = 384
 
     summary_metrics = ("val_acc", "val_macc", "val_ins_miou", "val_cat_miou")
+    part_mask: torch.Tensor  # (K, P) buffer: which parts each category has
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from pointjepa.metrics.collapse import token_std
 from pointjepa.metrics.svm import svm_probe
 from pointjepa.models.base import BackboneModule
 from pointjepa.modules.backbone import backbone_from_hparams, pooled_features
+from pointjepa.modules.compile import compile_step_modules
 from pointjepa.modules.ema import EMA
 from pointjepa.modules.freezing import block_indices
 from pointjepa.modules.normalize import NormKind, normalize
@@ -79,6 +80,7 @@ class PointJepa(BackboneModule):
         svm_validation: name -> data module to log ``svm_train_acc_<name>``, ``svm_val_acc_<name>`` of (not saved).
         svm_validation_C: the SVM's C.
         fix_estimated_stepping_batches: the optimizer steps the run must have (checked when fitting starts).
+        torch_compile: `torch.compile` the student, teacher, predictor and mini-PointNet (``compile_step_modules``).
     """
 
     hparams_ignore = ("svm_validation",)
@@ -120,6 +122,7 @@ class PointJepa(BackboneModule):
         svm_validation: dict[str, pl.LightningDataModule] = {},
         svm_validation_C: float = 0.012,
         fix_estimated_stepping_batches: int | None = None,
+        torch_compile: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -166,6 +169,8 @@ class PointJepa(BackboneModule):
         self.loss_func: nn.Module = nn.SmoothL1Loss(beta=loss_beta) if loss == "smooth_l1" else nn.MSELoss()
         self.svm_validation = dict(svm_validation)
         self.mask_generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
+        if torch_compile:
+            compile_step_modules(self.student, self.teacher.ema_model, self.predictor, self.tokenizer.embedding)
 
     def _check_options(self, loss: str) -> None:
         check_choice("loss", loss, LOSSES)
@@ -294,7 +299,9 @@ class PointJepa(BackboneModule):
         if self.trainer.sanity_checking:
             return
         for name, datamodule in self.svm_validation.items():
-            accuracies = svm_probe(self.embed, datamodule, self.device, self.svm_C) if self.global_rank == 0 else None
+            accuracies = (float("nan"), float("nan"))  # the other ranks get rank 0's
+            if self.global_rank == 0:
+                accuracies = svm_probe(self.embed, datamodule, self.device, self.svm_C)
             train_acc, val_acc = self.trainer.strategy.broadcast(accuracies, src=0)
             self.log(f"svm_train_acc_{name}", train_acc, sync_dist=True)  # the same on every rank
             self.log(f"svm_val_acc_{name}", val_acc, sync_dist=True, prog_bar=True)

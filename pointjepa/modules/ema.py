@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +36,9 @@ class EMA(nn.Module):
         tau_max: decay from ``tau_steps`` on.
         tau_steps: length of the linear ramp in optimizer steps.
     """
+
+    step: torch.Tensor
+    _step_host: int | None
 
     def __init__(
         self, model: nn.Module, tau_min: float = 0.9995, tau_max: float = 0.99999, tau_steps: float = 0
@@ -94,12 +98,15 @@ class EMA(nn.Module):
         self.step.zero_()
         self._step_host = 0
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[override]
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: object, **kwargs: object
+    ) -> None:
         step = state_dict.get(prefix + "step")
         if step is not None and step.dim() == 0:  # checkpoints written with a 0-d counter
             state_dict[prefix + "step"] = step.reshape(1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._step_host = None
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: object, **kwargs: object) -> Any:
+        """Whatever ``ema_model`` returns for these arguments."""
         return self.ema_model(*args, **kwargs)

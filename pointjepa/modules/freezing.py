@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from pointjepa.modules.transformer import TransformerEncoder
+
 
 @dataclass(frozen=True)
 class Trainable:
@@ -121,8 +123,11 @@ class UnfreezeSchedule:
 def apply_trainable(trainable: Trainable, backbone: nn.Module) -> None:
     """Set ``requires_grad`` of a module's ``tokenizer``, ``positional_encoding`` and ``encoder`` (its ``blocks``
     and final ``norm``) as ``trainable`` says."""
+    encoder = backbone.encoder
+    if not isinstance(encoder, TransformerEncoder):
+        raise TypeError(f"apply_trainable: expected a TransformerEncoder as encoder, got {type(encoder).__name__}")
     backbone.tokenizer.requires_grad_(trainable.tokenizer)
     backbone.positional_encoding.requires_grad_(trainable.positional_encoding)
-    for i, block in enumerate(backbone.encoder.blocks):
+    for i, block in enumerate(encoder.blocks):
         block.requires_grad_(i in trainable.encoder_blocks)
-    backbone.encoder.norm.requires_grad_(trainable.encoder_norm)
+    encoder.norm.requires_grad_(trainable.encoder_norm)

@@ -11,7 +11,7 @@ NormKind = Literal["layer", "instance", "group", "batch"]
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 
 
-def normalize(x: torch.Tensor, kind: NormKind | None) -> torch.Tensor:
+def normalize(x: torch.Tensor, kind: NormKind | Literal["none"] | None) -> torch.Tensor:
     """x (B, T, C) -> same shape, normalised without learned parameters.
 
     ``layer``: over C per token; ``instance``: over T per channel; ``group``: over (T, C) per

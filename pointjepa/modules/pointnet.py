@@ -35,6 +35,8 @@ def _pointnet_forward(first_conv: nn.Sequential, second_conv: nn.Sequential, poi
     feature = _pointwise(first_conv, points.reshape(G * K, -1)).view(G, K, -1)  # (G, K, C1)
     feature_global = feature.max(dim=1).values  # (G, C1)
     fuse, body, last = second_conv[0], second_conv[1:-1], second_conv[-1]
+    if not (isinstance(fuse, nn.Conv1d) and isinstance(last, nn.Conv1d)):
+        raise TypeError("second_conv: expected Conv1d layers first and last")
     weight = fuse.weight.squeeze(-1)  # (C2, 2*C1): global columns first
     width = feature.shape[-1]
     hidden = F.linear(feature, weight[:, width:]) + F.linear(feature_global, weight[:, :width], fuse.bias).unsqueeze(1)

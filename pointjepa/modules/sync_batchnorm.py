@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 from torch import nn
+from torch.autograd.function import FunctionCtx
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -18,13 +19,13 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over processes; the gradient of each input is the sum of the output gradients of all processes."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.clone()
         dist.all_reduce(tensor)
         return tensor
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
@@ -34,6 +35,8 @@ class ProcessGroupBatchNorm(_BatchNorm):
     """Batch norm over the whole global batch: in training with several processes the statistics of
     every process are combined; otherwise it is plain batch norm. Parameters and buffers are
     ``BatchNorm``'s, so state dicts are interchangeable. Input (N, C) or (N, C, *)."""
+
+    _original_class: type[_BatchNorm]  # the batch norm it replaced, restored by ``revert``
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
@@ -65,6 +68,8 @@ class ProcessGroupBatchNorm(_BatchNorm):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+        if self.num_batches_tracked is None or self.running_mean is None or self.running_var is None:
+            return  # track_running_stats=False: no statistics kept
         self.num_batches_tracked += 1
         momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
@@ -74,10 +79,11 @@ class ProcessGroupBatchNorm(_BatchNorm):
 def _swap_batchnorm(module: nn.Module, to_sync: bool) -> nn.Module:
     """Replace every (non-synchronised) batch norm by ``ProcessGroupBatchNorm``, or back, sharing tensors."""
     if to_sync and isinstance(module, _BatchNorm) and not isinstance(module, (ProcessGroupBatchNorm, nn.SyncBatchNorm)):
-        new: nn.Module = ProcessGroupBatchNorm(
+        synced = ProcessGroupBatchNorm(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
         )
-        new._original_class = type(module)  # type: ignore[assignment]
+        synced._original_class = type(module)
+        new: nn.Module = synced
     elif not to_sync and isinstance(module, ProcessGroupBatchNorm):
         new = getattr(module, "_original_class", nn.BatchNorm1d)(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats

@@ -104,6 +104,8 @@ class TransformerEncoder(nn.Module):
             if ffns is None:
                 x = block(x)
             else:
+                if not isinstance(block, Block):
+                    raise TypeError(f"return_ffns needs {Block.__qualname__} blocks, got {type(block).__name__}")
                 x, ffn = block.forward_with_ffn(x)
                 ffns.append(ffn)
             if hidden_states is not None:

@@ -72,6 +72,8 @@ class Scale(nn.Module):
         per_sample: one draw per cloud instead of one per batch.
     """
 
+    symmetries: torch.Tensor
+
     def __init__(
         self,
         min: float,

@@ -1,5 +1,6 @@
 """Farthest point sampling (FPS), batched, pure torch with an optional pytorch3d fast path."""
 
+from collections.abc import Callable
 from types import ModuleType
 
 import torch
@@ -8,6 +9,7 @@ from torch import Tensor
 from ._backend import Backend, check_cloud, check_count, compute_dtype, pytorch3d_ops
 from .gather import gather_points
 
+_fps_triton: Callable[[Tensor, int, Tensor | None], Tensor] | None
 try:  # Triton kernel for CUDA clouds; "auto" uses it when pytorch3d is absent
     from .fps_triton import MAX_POINTS as _TRITON_MAX_POINTS
     from .fps_triton import fps_triton as _fps_triton
@@ -65,7 +67,7 @@ def farthest_point_sample(
     p3d = pytorch3d_ops(backend)
     if p3d is not None:
         idx = _fps_pytorch3d(p3d, points, num_samples, start_idx)
-    elif backend == "auto" and _triton_applies(points):
+    elif backend == "auto" and _fps_triton is not None and _triton_applies(points):
         idx = _fps_triton(points, num_samples, start_idx)
     else:
         idx = _fps_torch(points, num_samples, start_idx)

@@ -16,8 +16,9 @@ from torch import Tensor
 MAX_POINTS = 1 << 15
 
 
-@triton.jit
-def _fps_kernel(points_ptr, start_ptr, idx_ptr, num_points, num_samples, BLOCK_N: tl.constexpr):
+# Triton ships no type hints, and it reads kernel annotations itself (tl.constexpr): its arguments stay unannotated.
+@triton.jit  # type: ignore[untyped-decorator]
+def _fps_kernel(points_ptr, start_ptr, idx_ptr, num_points, num_samples, BLOCK_N: tl.constexpr):  # type: ignore[no-untyped-def]
     """points (B, N, 3) float32, start (B,) int64 -> idx (B, K) int64; program b handles cloud b."""
     cloud = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_N)

@@ -72,7 +72,7 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write`` on a temporary binary file in ``path``'s own directory, flush it to the disk, move it
     over ``path`` and sync the directory.
 

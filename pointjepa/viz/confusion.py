@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from torchmetrics.utilities.plot import plot_confusion_matrix
 
 Normalize = Literal["none", "true", "pred", "all"]
+#: The dimensions summed to normalise counts (K, K): per true class (row), per prediction (column), overall.
+_SUM_DIMS: dict[str, int | tuple[int, int]] = {"true": 1, "pred": 0, "all": (0, 1)}
 
 
 def confusion_matrix_figure(confmat: torch.Tensor | np.ndarray, label_names: Sequence[str] | None = None) -> Figure:
@@ -43,8 +45,7 @@ def confusion_figure(
     accuracy = float(counts.diagonal().sum() / counts.sum().clamp_min(1))
     shown = counts
     if normalize != "none":
-        dims = {"true": 1, "pred": 0, "all": (0, 1)}[normalize]
-        shown = counts / counts.sum(dim=dims, keepdim=True).clamp_min(1)
+        shown = counts / counts.sum(dim=_SUM_DIMS[normalize], keepdim=True).clamp_min(1)
     figure = confusion_matrix_figure(shown, names)
     figure.axes[0].set_title(f"{title}: accuracy {100 * accuracy:.2f}% ({int(counts.sum())} clouds)")
     figure.tight_layout()

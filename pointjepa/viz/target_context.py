@@ -4,16 +4,18 @@ their 3-D figure."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import matplotlib
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from torch import nn
 
-from pointjepa.modules.samplers import sample_context, sample_targets
-from pointjepa.modules.sequencer import sequence_order
+from pointjepa.modules.samplers import ContextMethod, TargetMethod, sample_context, sample_targets
+from pointjepa.modules.sequencer import PointSequencer, sequence_order
+from pointjepa.modules.tokenizer import PointcloudTokenizer
 from pointjepa.ops import ball_query, gather_points, knn
 
 REST, CONTEXT = -2, -1  # point roles; target block i has role i
@@ -32,15 +34,48 @@ class TargetContext:
     roles: np.ndarray
 
 
+class BlockChoosingModel(Protocol):
+    """What ``choose_blocks`` reads of a model: a ``PointJepa`` has it all."""
+
+    training: bool
+
+    def train(self, mode: bool = True) -> object: ...
+
+    def eval(self) -> object: ...
+
+    @property
+    def val_transformations(self) -> nn.Module: ...
+
+    @property
+    def tokenizer(self) -> PointcloudTokenizer: ...
+
+    @property
+    def sequencer(self) -> PointSequencer: ...
+
+    @property
+    def num_targets(self) -> int: ...
+
+    @property
+    def target_ratio(self) -> tuple[float, float]: ...
+
+    @property
+    def target_method(self) -> TargetMethod: ...
+
+    @property
+    def context_ratio(self) -> tuple[float, float] | None: ...
+
+    @property
+    def context_method(self) -> ContextMethod: ...
+
+
 @torch.no_grad()
 def choose_blocks(
-    model: pl.LightningModule, points: torch.Tensor, generator: torch.Generator | None = None
+    model: BlockChoosingModel, points: torch.Tensor, generator: torch.Generator | None = None
 ) -> TargetContext:
     """Validation transforms, grouping, sequencing and target / context sampling of a ``PointJepa``
     ``model`` on one cloud points (N, 3) -> the chosen blocks (FPS from the first point, as in evaluation)."""
     if points.dim() != 2 or points.shape[-1] != 3:
         raise ValueError(f"points: expected one cloud (N, 3), got {tuple(points.shape)}")
-    hp = model.hparams
     was_training = model.training
     model.eval()
     try:
@@ -57,10 +92,8 @@ def choose_blocks(
     centers = gather_points(centers, order)[0]
     groups = idx[0][order[0]]  # (T, K)
     num_tokens = centers.shape[0]
-    targets = sample_targets(
-        num_tokens, hp.num_targets_per_sample, model.target_ratio, hp.target_sample_method, generator
-    )
-    context = sample_context(num_tokens, targets, model.context_ratio, hp.context_sample_method, generator)
+    targets = sample_targets(num_tokens, model.num_targets, model.target_ratio, model.target_method, generator)
+    context = sample_context(num_tokens, targets, model.context_ratio, model.context_method, generator)
 
     roles = torch.full((cloud.shape[1],), REST, dtype=torch.long, device=cloud.device)
     roles[groups[context.to(groups.device)].reshape(-1)] = CONTEXT

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -22,9 +23,9 @@ from pointjepa.datasets.shapenet55 import NPZ_SPLITS, ShapeNet55, npz_path
 from pointjepa.utils.io import WriteError, atomic_write
 
 
-def build_npz(data_dir: str | Path, split: str, progress: bool = True) -> Path:
+def build_npz(data_dir: str | Path, split: Literal["train", "test"], progress: bool = True) -> Path:
     """Write ``shapenet_<split>.npz`` atomically and return its path."""
-    dataset = ShapeNet55(data_dir, split)  # type: ignore[arg-type]
+    dataset = ShapeNet55(data_dir, split)
     first = dataset[0][0]
     data = np.empty((len(dataset), *first.shape), dtype=np.float32)
     for i in tqdm(range(len(dataset)), desc=f"shapenet_{split}.npz", unit="cloud", disable=not progress):
