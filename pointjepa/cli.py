@@ -6,7 +6,6 @@ import contextlib
 import netrc
 import os
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import lazy_instance
+from lightning_fabric.plugins import CheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pointjepa.callbacks.lr_monitor import OptionalLearningRateMonitor
 from pointjepa.callbacks.metrics_summary import MetricsSummary
 from pointjepa.callbacks.nan_guard import NonFiniteLossGuard
+from pointjepa.callbacks.preemption import PreemptionCheckpoint, newest_last_checkpoint
 from pointjepa.callbacks.resume import ExactResume
 from pointjepa.modules.sync_batchnorm import PortableSyncBatchNorm
 from pointjepa.utils.checkpoint import (
@@ -33,6 +34,9 @@ from pointjepa.utils.checkpoint import (
     load_checkpoint,
     opt_in_named,
 )
+from pointjepa.utils.checkpoint_files import usable_resume_checkpoint
+from pointjepa.utils.checkpoint_io import AtomicCheckpointIO
+from pointjepa.utils.io import WriteError
 
 WANDB_PROJECT = "point-jepa"
 #: The opt-in of ``--ckpt_path`` for a file that needs pickle code (Lightning's own option).
@@ -65,28 +69,20 @@ def use_wandb_offline_without_login() -> None:
         os.environ["WANDB_MODE"] = "offline"
 
 
-def check_resume_checkpoint(path: str | None, trusted: bool = False) -> None:
-    """Fail early, naming the file, when ``--ckpt_path`` is missing, empty, not a complete checkpoint, or (unless
-    ``trusted``) needs pickle code to load."""
+def check_resume_checkpoint(path: str | None, trusted: bool = False, fallback: bool = False) -> str | None:
+    """Fail early, in one line, when ``--ckpt_path`` is missing, empty or not a complete checkpoint (the file, what
+    is wrong, and the newest readable checkpoint beside it; with ``fallback``, that one is returned instead, with
+    a warning), or when it needs pickle code to load and is not ``trusted``. Lightning's names (``last``,
+    ``best``, ...) pass unchanged."""
     if path is None or path in ("last", "best", "hpc", "registry"):
-        return
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"--ckpt_path {path}: checkpoint file not found")
-    try:
-        with zipfile.ZipFile(file) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(
-            f"--ckpt_path {path}: not a complete PyTorch checkpoint (truncated or corrupt?): {err}"
-        ) from err
-    if not any(name.endswith("data.pkl") for name in names):
-        raise CheckpointError(f"--ckpt_path {path}: not a PyTorch checkpoint (no data.pkl inside)")
+        return path
+    usable = usable_resume_checkpoint(path, fallback)
     try:
         with opt_in_named(RESUME_TRUST_OPTION):
-            load_checkpoint(file, trusted=trusted, mmap=True)
+            load_checkpoint(usable, trusted=trusted, mmap=True)
     except CheckpointError as err:
         raise CheckpointError(f"--ckpt_path {err}") from err
+    return str(usable)
 
 
 def as_list(value: Any) -> list[Any]:
@@ -108,6 +104,7 @@ def run_cli(main: Callable[[], Any]) -> None:
         ValueError,
         FileNotFoundError,
         CheckpointError,
+        WriteError,
         DataError,
         NonFiniteLossError,
         MisconfigurationException,
@@ -142,7 +139,8 @@ class PointJepaCLI(LightningCLI):
         check_val_every_n_epoch: trainer default for validation frequency.
         link_num_classes: pass the data module's ``num_classes`` to ``model.num_classes``.
         wandb_group: W&B group of the default logger (the task name).
-        extra_callbacks: callbacks always present besides the LR monitor, RNG-state saving and checkpointing.
+        extra_callbacks: callbacks always present besides the LR monitor, RNG-state saving, the preemption
+            checkpoint and checkpointing.
         trainer_defaults, kwargs: forwarded to ``LightningCLI``.
     """
 
@@ -170,6 +168,7 @@ class PointJepaCLI(LightningCLI):
             "callbacks": [
                 OptionalLearningRateMonitor(logging_interval="epoch"),
                 ExactResume(),
+                PreemptionCheckpoint(),
                 NonFiniteLossGuard(),
                 MetricsSummary(),
                 *(extra_callbacks or []),
@@ -207,6 +206,13 @@ class PointJepaCLI(LightningCLI):
         )
         if self.link_num_classes:
             parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_argument(
+            "--resume_fallback",
+            type=bool,
+            default=False,
+            help="When the --ckpt_path file is unreadable, resume from the newest readable checkpoint in its "
+            "directory (with a warning) instead of stopping",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """``--weights_only`` defaults to true (torch's default, made explicit). Lightning reads ``--ckpt_path``
@@ -218,7 +224,14 @@ class PointJepaCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             config = self.config[subcommand]
-            check_resume_checkpoint(config.get("ckpt_path"), trusted=config.get("weights_only") is False)
+            config["ckpt_path"] = check_resume_checkpoint(
+                config.get("ckpt_path"), self._trusted(config), bool(config.get("resume_fallback"))
+            )
+
+    @staticmethod
+    def _trusted(config: Any) -> bool:
+        """Whether the subcommand's ``--weights_only false`` trusts ``--ckpt_path`` with full pickle."""
+        return config.get("weights_only") is False
 
     def _parse_ckpt_path(self) -> None:
         """As Lightning's: the model config takes the hyper-parameters saved in ``--ckpt_path``, but read by the
@@ -231,16 +244,26 @@ class PointJepaCLI(LightningCLI):
         path = config.get("ckpt_path")
         if not path or not Path(path).is_file():
             return
-        checkpoint = load_checkpoint(path, trusted=config.get("weights_only") is False, mmap=True)
+        checkpoint = load_checkpoint(path, trusted=self._trusted(config), mmap=True)
         hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k not in NOT_FROM_CHECKPOINT}
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` resumes from the newest of the ``last`` checkpoints and the preemption
+        checkpoint, checked as a named file is (their directory is known once the trainer exists)."""
+        config = self.config_init["fit"]
+        if config.get("ckpt_path") == "last" and (newest := newest_last_checkpoint(self.trainer)) is not None:
+            config["ckpt_path"] = check_resume_checkpoint(
+                str(newest), self._trusted(config), bool(config.get("resume_fallback"))
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The Trainer with the ``checkpoint:`` ModelCheckpoint after ``trainer.callbacks``, unless
         ``--trainer.enable_checkpointing false`` or ``trainer.callbacks`` (a published W&B config, say) already
         has a ModelCheckpoint on its metric. With ``sync_batchnorm`` the batch norms sync through
-        ``PortableSyncBatchNorm`` (CPU DDP too)."""
+        ``PortableSyncBatchNorm`` (CPU DDP too). Checkpoints are written by ``AtomicCheckpointIO`` unless
+        ``trainer.plugins`` names another ``CheckpointIO``."""
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer = config["trainer"]
         callbacks = as_list(trainer.get("callbacks"))
@@ -254,7 +277,10 @@ class PointJepaCLI(LightningCLI):
         kwargs.setdefault("callbacks", callbacks)
         plugins = as_list(trainer.get("plugins"))
         if trainer.get("sync_batchnorm") and not any(isinstance(p, LayerSync) for p in plugins):
-            kwargs.setdefault("plugins", [*plugins, PortableSyncBatchNorm()])
+            plugins.append(PortableSyncBatchNorm())
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loops import _FitLoop
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -45,6 +46,25 @@ def stateful_train_loaders(trainer: pl.Trainer | None) -> list[Any]:
     return [dl for dl in loaders if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict")]
 
 
+def start_next_epoch_afresh(fit_loop: _FitLoop) -> None:
+    """After a resume from a checkpoint written at the end of an epoch's last training batch (a step
+    checkpoint, a preemption), let the next epoch start as it does in an uninterrupted run.
+
+    Lightning (2.6) counts the checkpoint's epoch as finished but keeps the fit loop's "restarted
+    mid-epoch" stage through the next epoch, which then runs without ``on_train_epoch_start`` and is never
+    counted as started. Every mid-epoch checkpoint of that epoch then reads as an end-of-epoch one: a
+    resume from it restarts the batch count at 0 while the loader skips the batches already trained on,
+    the epoch's last batch is never recognised, and the epoch-interval learning-rate step is lost.
+    """
+    epoch_loop = fit_loop.epoch_loop
+    if (
+        fit_loop.restarted_mid_epoch
+        and epoch_loop.restarted_on_train_batch_end
+        and epoch_loop.batch_progress.is_last_batch
+    ):
+        fit_loop.reset_restart_stage()
+
+
 class ExactResume(pl.Callback):
     """Makes a run resumed with ``--ckpt_path`` continue exactly where it stopped, mid-epoch included.
 
@@ -75,6 +95,7 @@ class ExactResume(pl.Callback):
         self._loader_states = list(state_dict.get("loaders", []))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        start_next_epoch_afresh(trainer.fit_loop)
         for dl, state in zip(stateful_train_loaders(trainer), self._loader_states):
             dl.load_state_dict(state)
         self._loader_states = []

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pointjepa.datasets.base import DataError
 from pointjepa.datasets.shapenet55 import NPZ_SPLITS, ShapeNet55, npz_path
-from pointjepa.utils.io import atomic_write
+from pointjepa.utils.io import WriteError, atomic_write
 
 
 def build_npz(data_dir: str | Path, split: Literal["train", "test"], progress: bool = True) -> Path:
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for split in args.splits:
             print(f"wrote {build_npz(args.data_dir, split)}")
-    except DataError as e:
+    except (DataError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
