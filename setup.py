@@ -13,7 +13,7 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "pytorch-lightning>=2.1,<3",
-        "jsonargparse[signatures]>=4.27",
+        "jsonargparse[signatures]>=4.49",
         "timm>=0.9",
         "numpy",
         "h5py",

@@ -70,7 +70,7 @@ def parse_with_data(parser: ArgumentParser, args: Sequence[str] | None) -> tuple
         cfg.data.init_args.batch_size = cfg.batch_size
     if cfg.dpi < 10:
         parser.error(f"--dpi: expected at least 10, got {cfg.dpi}")
-    return cfg, parser.instantiate_classes(cfg).data
+    return cfg, parser.instantiate(cfg).data
 
 
 def pick_device(name: str) -> torch.device:

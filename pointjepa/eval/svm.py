@@ -97,7 +97,7 @@ def svm_validation_from_config(path: str) -> tuple[dict[str, pl.LightningDataMod
     parser.add_argument("--svm_validation", type=dict[str, pl.LightningDataModule])
     parser.add_argument("--svm_validation_C", type=float | None, default=None)
     C = config.get("svm_validation_C", model.get("svm_validation_C"))
-    parsed = parser.instantiate_classes(parser.parse_object({"svm_validation": block, "svm_validation_C": C}))
+    parsed = parser.instantiate(parser.parse_object({"svm_validation": block, "svm_validation_C": C}))
     return parsed.svm_validation, parsed.svm_validation_C
 
 
