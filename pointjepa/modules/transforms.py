@@ -28,16 +28,14 @@ def fps_subsample(
     num_points: int,
     random_start: bool,
     option: str = "num_points",
-    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """points (B, N, 3) -> (B, num_points, 3) by farthest point sampling from a random start point (drawn
-    with ``generator`` when given) or from the first one; clouds of exactly ``num_points`` pass unchanged.
-    ``option`` names the setting in errors."""
+    """points (B, N, 3) -> (B, num_points, 3) by farthest point sampling from a random start point or from the
+    first one; clouds of exactly ``num_points`` pass unchanged. ``option`` names the setting in errors."""
     if points.shape[1] < num_points:
         raise ValueError(f"{option}={num_points}, but the point clouds have only {points.shape[1]} points")
     if points.shape[1] == num_points:
         return points
-    return farthest_point_sample(points, num_points, random_start=random_start, generator=generator)[0]
+    return farthest_point_sample(points, num_points, random_start=random_start)[0]
 
 
 class Subsample(nn.Module):

@@ -12,9 +12,8 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.utilities import rank_zero_info
 
+from pointjepa.utils.checkpoint_files import CHECKPOINT_SUFFIX
 from pointjepa.utils.io import atomic_write, remove_stale_temporaries
-
-CHECKPOINT_SUFFIX = ".ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

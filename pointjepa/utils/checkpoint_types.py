@@ -33,8 +33,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-#: numpy dtype kinds a checkpoint's numpy scalar may have: bool, signed and unsigned integer, float, complex.
-NUMERIC_KINDS = "biufc"
+from pointjepa.utils.safe_pickle import NUMERIC_KINDS
+
 ByteOrder = Literal["<", ">", "|", "="]
 #: Byte orders in a pickled dtype's state.
 BYTE_ORDERS: tuple[ByteOrder, ...] = get_args(ByteOrder)
