@@ -19,9 +19,16 @@ from pointjepa.modules.compile import compile_step_modules
 from tests.conftest import PRETRAINING, SMALL_PRETRAINING
 
 
-def compiled(model: PointJepa, backend: str) -> PointJepa:
+def eager_and_compiled(options: dict, backend: str) -> tuple[PointJepa, PointJepa]:
+    """Two train-mode models with the same weights, the second with its step modules compiled by ``backend``
+    (dynamo's caches reset first, global seed 0)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = PointJepa(**options).train()
+    model = PointJepa(**options).train()
     compile_step_modules(model.student, model.teacher.ema_model, model.predictor, model.tokenizer.embedding, backend)
-    return model
+    model.load_state_dict(eager.state_dict())
+    return eager, model
 
 
 def train_steps(model: PointJepa, steps: int, seed: int = 0) -> tuple[list[float], list[int]]:
@@ -49,11 +56,7 @@ def student_graphs() -> int:
 
 
 def test_compiled_step_gives_the_eager_losses_without_recompiling_as_sizes_change():
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    eager = PointJepa(**SMALL_PRETRAINING).train()
-    model = compiled(PointJepa(**SMALL_PRETRAINING).train(), backend="eager")
-    model.load_state_dict(eager.state_dict())
+    eager, model = eager_and_compiled(SMALL_PRETRAINING, backend="eager")
     expected, expected_sizes = train_steps(eager, 3)
     got, sizes = train_steps(model, 3)
     assert sizes == expected_sizes
@@ -66,12 +69,8 @@ def test_compiled_step_gives_the_eager_losses_without_recompiling_as_sizes_chang
 
 def test_compiled_step_with_dropout_and_drop_path_gives_the_eager_losses():
     """Dropout masks come from the same generator in the same order when the graphs run in torch."""
-    torch._dynamo.reset()
-    torch.manual_seed(0)
     options = dict(PRETRAINING, encoder_dropout=0.1, predictor_drop_out=0.1, predictor_drop_path_rate=0.1)
-    eager = PointJepa(**options).train()
-    model = compiled(PointJepa(**options).train(), backend="eager")
-    model.load_state_dict(eager.state_dict())
+    eager, model = eager_and_compiled(options, backend="eager")
     torch.testing.assert_close(train_steps(model, 3)[0], train_steps(eager, 3)[0], rtol=1e-5, atol=1e-6)
 
 
@@ -93,11 +92,7 @@ def test_torch_compile_option_compiles_the_four_modules_and_keeps_the_parameter_
 def test_inductor_step_matches_eager():
     """Inductor (generated C++ kernels, its own fused reductions): the same losses to float tolerance over
     steps of varying sizes, on a dropout-free model (inductor draws dropout masks with its own generator)."""
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    eager = PointJepa(**SMALL_PRETRAINING).train()
-    model = compiled(PointJepa(**SMALL_PRETRAINING).train(), backend="inductor")
-    model.load_state_dict(eager.state_dict())
+    eager, model = eager_and_compiled(SMALL_PRETRAINING, backend="inductor")
     expected, expected_sizes = train_steps(eager, 4)
     got, sizes = train_steps(model, 4)
     assert sizes == expected_sizes and len(set(sizes)) >= 2
